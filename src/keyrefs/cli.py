@@ -1,0 +1,276 @@
+"""The `keyrefs` command line: JSON on standard output, messages on standard error.
+
+Exit codes: 0 success; 2 usage or settings error; 3 invalid input (spec,
+config, mask without a stored secret, foreign reference); 4 secret, reference
+or storage not found; 5 backend unavailable or access denied; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from keyrefs.errors import ConfigurationError, InvalidInput, KeyrefsError
+from keyrefs.ids import ActorId, OrganizationId, SecretConfigId, SecretStorageId, WorkspaceId
+from keyrefs.service import KeyrefsService
+from keyrefs.service.environment import describe_validation_error
+from keyrefs.service.types import ActorScope
+from keyrefs.settings import Settings
+
+logger = logging.getLogger("keyrefs.cli")
+
+EXIT_INTERNAL = 1
+
+app = typer.Typer(
+    help="keyrefs: keep connector secrets out of stored configs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+storage_app = typer.Typer(help="Manage secret storages.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
+
+T = TypeVar("T")
+
+FileArgument = Annotated[
+    str, typer.Option(help="Path of a JSON file, or - for standard input.")
+]
+UuidOption = Annotated[uuid.UUID, typer.Option()]
+
+
+@app.callback()
+def configure(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log INFO messages to standard error.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# Commands ---------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Apply migrations and create or update the default storage."""
+    with _service() as service:
+        result = service.init()
+    if result.created_master_key_file is not None:
+        _message(f"created master key file {result.created_master_key_file} (mode 0600)")
+    if result.previous_storage_type is not None:
+        _message(
+            f"default storage changed from {result.previous_storage_type} to "
+            f"{result.storage.storage_type}: existing secrets were not moved"
+        )
+    _print_json(result.storage.to_json())
+
+
+@app.command()
+def process(
+    spec: FileArgument,
+    config: FileArgument,
+    actor_id: UuidOption,
+    workspace_id: UuidOption,
+    organization_id: UuidOption,
+    previous: Annotated[
+        str | None, typer.Option(help="The previously stored config, or -.")
+    ] = None,
+) -> None:
+    """Split the secrets out of a config and print the stored config."""
+    scope = ActorScope(ActorId(actor_id), WorkspaceId(workspace_id), OrganizationId(organization_id))
+    documents = _read_json_files(spec=spec, config=config, previous=previous)
+    with _service() as service:
+        stored = service.process(
+            scope, documents["spec"], documents["config"], documents.get("previous")
+        )
+    _print_json(stored)
+
+
+@app.command()
+def hydrate(config: FileArgument, actor_id: UuidOption) -> None:
+    """Print the full config of a stored config, secret values included."""
+    document = _read_json_files(config=config)["config"]
+    with _service() as service:
+        full = service.hydrate(document, ActorId(actor_id))
+    _print_json(full)
+
+
+@app.command()
+def mask(spec: FileArgument, config: FileArgument) -> None:
+    """Print a config with every secret field replaced by the mask."""
+    documents = _read_json_files(spec=spec, config=config)
+    with _service() as service:
+        masked = service.mask(documents["spec"], documents["config"])
+    _print_json(masked)
+
+
+@app.command()
+def references(
+    actor_id: Annotated[uuid.UUID | None, typer.Option()] = None,
+    secret_config_id: Annotated[uuid.UUID | None, typer.Option()] = None,
+) -> None:
+    """List the references of an actor or of a secret config."""
+    if (actor_id is None) == (secret_config_id is None):
+        _usage_error("give exactly one of --actor-id and --secret-config-id")
+    with _service() as service:
+        if actor_id is not None:
+            found = service.references_of_actor(ActorId(actor_id))
+        else:
+            assert secret_config_id is not None
+            found = service.references_of_secret_config(SecretConfigId(secret_config_id))
+    _print_json([reference.to_json() for reference in found])
+
+
+@app.command("delete-actor")
+def delete_actor(actor_id: UuidOption) -> None:
+    """Remove an actor's references and delete its managed secrets."""
+    with _service() as service:
+        removed = service.delete_actor(ActorId(actor_id))
+    _print_json({"actor_id": str(actor_id), "deleted_references": removed})
+
+
+@storage_app.command("add")
+def storage_add(
+    type: Annotated[
+        str,
+        typer.Option(help="vault, aws_secrets_manager, google_secret_manager or azure_key_vault."),
+    ],
+    scope: Annotated[str, typer.Option(help="organization or workspace.")],
+    scope_id: UuidOption,
+    descriptor: Annotated[str, typer.Option(help="A name for the storage, unique per scope.")],
+    config: FileArgument,
+    organization_id: Annotated[
+        uuid.UUID | None,
+        typer.Option(help="Owning organization of a workspace scope; defaults to the scope id."),
+    ] = None,
+) -> None:
+    """Add an organization- or workspace-owned storage after checking its connection."""
+    if scope not in ("organization", "workspace"):
+        _usage_error(f"--scope {scope!r} is invalid: expected organization or workspace")
+    values = _read_json_files(config=config)["config"]
+    owner = OrganizationId(organization_id or scope_id)
+    with _service() as service:
+        storage = service.add_storage(
+            type, scope, scope_id, owner, descriptor, values  # type: ignore[arg-type]
+        )
+    _print_json(storage.to_json())
+
+
+@storage_app.command("list")
+def storage_list(scope_id: Annotated[uuid.UUID | None, typer.Option()] = None) -> None:
+    """List secret storages."""
+    with _service() as service:
+        found = service.list_storages(scope_id)
+    _print_json([storage.to_json() for storage in found])
+
+
+@storage_app.command("tombstone")
+def storage_tombstone(storage_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+    """Mark a storage as tombstoned so that no new secret goes to it."""
+    with _service() as service:
+        storage = service.tombstone_storage(SecretStorageId(storage_id))
+    _print_json(storage.to_json())
+
+
+# Plumbing ---------------------------------------------------------------------
+
+
+def build_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"settings are invalid: {describe_validation_error(exc, env_prefix='KEYREFS_')}"
+        ) from None
+
+
+@contextmanager
+def _service() -> Iterator[KeyrefsService]:
+    service = KeyrefsService(build_settings())
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def _read_json_files(**paths: str | None) -> dict[str, Any]:
+    if sum(path == "-" for path in paths.values()) > 1:
+        _usage_error("only one option can read standard input (-)")
+    return {name: _read_json(path, name) for name, path in paths.items() if path is not None}
+
+
+def _read_json(path: str, name: str) -> Any:
+    option = "--" + name.replace("_", "-")
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{option} file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{option} file {path} cannot be read: {type(exc).__name__}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # The position only: the decoder's message would quote no input, but say so plainly.
+        raise InvalidInput(
+            f"{option} {path} is not valid JSON: line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidInput(f"{option} {path} is nested too deeply") from None
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def _message(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _usage_error(text: str) -> NoReturn:
+    _message(f"error: {text}")
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    """Run the CLI, turning keyrefs errors into messages and exit codes."""
+    try:
+        app(standalone_mode=False)
+    except KeyrefsError as exc:
+        _message(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _message("aborted")
+        sys.exit(EXIT_INTERNAL)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        # The exception's text may quote database parameters, so only its type is shown.
+        _message(f"error: unexpected {type(exc).__name__}; rerun with -v for details")
+        logger.debug("unexpected error", exc_info=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+def run(func: Callable[[], T]) -> T:
+    return func()
+
+
+if __name__ == "__main__":
+    main()

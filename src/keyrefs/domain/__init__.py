@@ -1,0 +1,1 @@
+"""Pure domain logic: coordinates, JSON paths, the spec walker and markers."""

@@ -1,0 +1,321 @@
+"""`KeyrefsService`: the one object the CLI, the HTTP API and libraries use."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyrefs.backends.local import MasterKey
+from keyrefs.backends.registry import load_factory
+from keyrefs.domain.spec import Spec
+from keyrefs.errors import ConfigurationError, NotFound
+from keyrefs.ids import (
+    ActorId,
+    OrganizationId,
+    SecretConfigId,
+    SecretStorageId,
+)
+from keyrefs.service import cleanup, hydration, processing, storages
+from keyrefs.service.backend_pool import BackendPool
+from keyrefs.service.environment import environment_config
+from keyrefs.service.storages import ScopeType
+from keyrefs.service.types import ActorScope, JsonObject, ReferenceView, StorageView
+from keyrefs.settings import Settings
+from keyrefs.store import repositories as repo
+from keyrefs.store.database import (
+    create_database_engine,
+    session_factory,
+    upgrade_to_head,
+)
+from keyrefs.store.models import SecretReference
+
+logger = logging.getLogger(__name__)
+
+MAX_CONCURRENT_READS = 32
+
+
+@dataclass(frozen=True)
+class InitResult:
+    storage: StorageView
+    created_storage: bool
+    previous_storage_type: str | None
+    created_master_key_file: Path | None
+
+
+class KeyrefsService:
+    """Process, hydrate and mask configs; manage actors' references and storages."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or create_database_engine(settings.resolved_database_url)
+        self._sessions: sessionmaker[Session] = session_factory(self.engine)
+        self._master_key: MasterKey | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=MAX_CONCURRENT_READS, thread_name_prefix="keyrefs-read"
+        )
+        self.backends = BackendPool(
+            self._sessions,
+            default_config=self._default_backend_config,
+            default_storage_type=settings.default_storage_type,
+            resources=_LazyResources(self),
+        )
+
+    def close(self) -> None:
+        self.backends.close()
+        self._executor.shutdown(wait=False)
+        self.engine.dispose()
+
+    def __enter__(self) -> KeyrefsService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Start-up -------------------------------------------------------------
+
+    def init(self) -> InitResult:
+        """Apply migrations, make sure a master key exists and upsert the default storage."""
+        upgrade_to_head(self.engine)
+        created_key = self._ensure_master_key_file()
+        config = self._default_backend_config()
+        backend = self.backends.build(
+            self.settings.default_storage_type, config, storages.DEFAULT_STORAGE_ID
+        )
+        try:
+            backend.check_connection()
+        finally:
+            backend.close()
+        with self._sessions.begin() as session:
+            result = storages.upsert_default_storage(
+                session, self.settings.default_storage_type
+            )
+        self.backends.forget(storages.DEFAULT_STORAGE_ID)
+        if result.previous_type is not None:
+            logger.warning(
+                "default storage changed from %s to %s: existing secrets were not moved",
+                result.previous_type,
+                self.settings.default_storage_type,
+            )
+        return InitResult(
+            result.storage, result.created, result.previous_type, created_key
+        )
+
+    def _ensure_master_key_file(self) -> Path | None:
+        if self.settings.master_key is not None:
+            return None
+        path = self.settings.default_master_key_path
+        if path.exists() or (
+            self.settings.master_key_file is not None and path.exists()
+        ):
+            return None
+        if self.settings.master_key_file is not None:
+            raise ConfigurationError(
+                f"KEYREFS_MASTER_KEY_FILE={path} does not exist: create it or unset "
+                "the variable so that `keyrefs init` creates a key file"
+            )
+        MasterKey.create_file(path)
+        logger.info("created master key file %s", path)
+        return path
+
+    def master_key(self) -> MasterKey:
+        if self._master_key is None:
+            if self.settings.master_key is not None:
+                self._master_key = MasterKey.from_base64(
+                    self.settings.master_key.get_secret_value(), "KEYREFS_MASTER_KEY"
+                )
+            else:
+                self._master_key = MasterKey.from_file(
+                    self.settings.default_master_key_path
+                )
+        return self._master_key
+
+    def _default_backend_config(self) -> BaseModel:
+        factory = load_factory(self.settings.default_storage_type)
+        return environment_config(self.settings, factory)
+
+    # Write path -----------------------------------------------------------
+
+    def process(
+        self,
+        scope: ActorScope,
+        spec: object,
+        config: object,
+        previous_config: object | None = None,
+    ) -> JsonObject:
+        """Split the secrets out of an actor's config; return the stored config."""
+        config = processing.require_object(config, "config")
+        if previous_config is not None:
+            previous_config = processing.require_object(
+                previous_config, "previous config"
+            )
+        classified = processing.classify_fields(Spec(spec), config)
+
+        with self._sessions() as session:
+            storage = processing.choose_storage(session, scope)
+            planner = processing.Planner(
+                session, scope, storage, self.settings.managed_prefix, previous_config
+            )
+            plans = [planner.plan(path, incoming) for path, incoming in classified]
+
+        self._write_values(plans)
+
+        with self._sessions.begin() as session:
+            unused = processing.apply_plans(session, scope, plans)
+        logger.info(
+            "processed config of actor %s: %d secret fields, %d new values",
+            scope.actor_id,
+            len(plans),
+            sum(plan.write is not None for plan in plans),
+        )
+        cleanup.delete_unreferenced(self._sessions, self.backends, unused)
+        return processing.render_stored_config(config, plans)
+
+    def _write_values(self, plans: list[processing.PlannedSecret]) -> None:
+        writes = [plan for plan in plans if plan.write is not None]
+        futures = []
+        for plan in writes:
+            assert plan.write is not None
+            backend = self.backends.get(plan.storage_id)
+            futures.append(self._executor.submit(backend.write, plan.write))
+        for future in futures:
+            future.result()
+
+    # Read path ------------------------------------------------------------
+
+    def hydrate(self, config: object, actor_id: ActorId) -> JsonObject:
+        """Return the full config, every secret value back in its JSON type."""
+        config = processing.require_object(config, "config")
+        markers = hydration.markers_of(config)
+        if not markers:
+            return dict(config)
+        with self._sessions() as session:
+            targets = hydration.resolve_markers(session, actor_id, markers)
+        hydration.check_expiry(targets)
+        values = hydration.fetch_values(self.backends, self._executor, targets)
+        return hydration.fill_values(config, targets, values)
+
+    def mask(self, spec: object, config: object) -> JsonObject:
+        """Return the config for display, every secret field showing the mask."""
+        config = processing.require_object(config, "config")
+        return hydration.mask_config(Spec(spec), config)
+
+    # Actors and references -------------------------------------------------
+
+    def delete_actor(self, actor_id: ActorId) -> int:
+        """Remove the actor's references and the managed secrets no one uses any more."""
+        with self._sessions.begin() as session:
+            references = repo.references_of_actor(session, actor_id)
+            config_ids = {ref.secret_config_id for ref in references}
+            repo.delete_references(session, [ref.id for ref in references])
+        cleanup.delete_unreferenced(self._sessions, self.backends, config_ids)
+        logger.info("deleted actor %s: %d references", actor_id, len(references))
+        return len(references)
+
+    def references_of_actor(self, actor_id: ActorId) -> list[ReferenceView]:
+        with self._sessions() as session:
+            return [
+                _reference_view(ref)
+                for ref in repo.references_of_actor(session, actor_id)
+            ]
+
+    def references_of_secret_config(
+        self, config_id: SecretConfigId
+    ) -> list[ReferenceView]:
+        with self._sessions() as session:
+            return [
+                _reference_view(ref)
+                for ref in repo.references_of_config(session, config_id)
+            ]
+
+    # Storages ---------------------------------------------------------------
+
+    def add_storage(
+        self,
+        storage_type: str,
+        scope_type: ScopeType,
+        scope_id: uuid.UUID,
+        organization_id: OrganizationId,
+        descriptor: str,
+        config_values: Any,
+    ) -> StorageView:
+        """Check a customer-owned storage's connection and record it."""
+        config = storages.validate_backend_config(storage_type, config_values)
+        new = storages.plan_new_storage(
+            storage_type,
+            scope_type,
+            scope_id,
+            organization_id,
+            descriptor,
+            config,
+            self.settings.managed_prefix,
+        )
+        backend = self.backends.build(storage_type, config, SecretStorageId(new.row.id))
+        backend.check_connection()
+        self.backends.get(storages.DEFAULT_STORAGE_ID).write(new.credential_write)
+        with self._sessions.begin() as session:
+            storages.insert_new_storage(session, new)
+        self.backends.put(SecretStorageId(new.row.id), backend)
+        logger.info(
+            "added %s storage %s for %s %s",
+            storage_type,
+            new.row.id,
+            scope_type,
+            scope_id,
+        )
+        return storages.view(new.row)
+
+    def list_storages(self, scope_id: uuid.UUID | None = None) -> list[StorageView]:
+        with self._sessions() as session:
+            return [storages.view(s) for s in repo.list_storages(session, scope_id)]
+
+    def get_storage(self, storage_id: SecretStorageId) -> StorageView:
+        with self._sessions() as session:
+            storage = repo.get_storage(session, storage_id)
+            if storage is None:
+                raise NotFound(f"secret storage {storage_id} does not exist")
+            return storages.view(storage)
+
+    def tombstone_storage(self, storage_id: SecretStorageId) -> StorageView:
+        with self._sessions.begin() as session:
+            return storages.tombstone_storage(session, storage_id)
+
+    def session(self) -> Session:
+        """A new session, for callers that inspect the tables (tests, tools)."""
+        return self._sessions()
+
+
+def _reference_view(reference: SecretReference) -> ReferenceView:
+    config = reference.secret_config
+    return ReferenceView(
+        id=reference.id,
+        secret_config_id=reference.secret_config_id,
+        secret_storage_id=config.secret_storage_id,
+        scope_type=reference.scope_type,
+        scope_id=reference.scope_id,
+        hydration_path=reference.hydration_path,
+        external_coordinate=config.external_coordinate,
+        managed=config.managed,
+    )
+
+
+class _LazyResources(dict[str, Any]):
+    """Resources for backend factories; the master key is loaded on first use."""
+
+    def __init__(self, service: KeyrefsService) -> None:
+        super().__init__()
+        self._service = service
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "engine":
+            return self._service.engine
+        if key == "master_key":
+            return self._service.master_key()
+        return super().get(key, default)
