@@ -11,10 +11,10 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -38,8 +38,6 @@ app = typer.Typer(
 )
 storage_app = typer.Typer(help="Manage secret storages.", no_args_is_help=True)
 app.add_typer(storage_app, name="storage")
-
-T = TypeVar("T")
 
 FileArgument = Annotated[
     str, typer.Option(help="Path of a JSON file, or - for standard input.")
@@ -247,29 +245,16 @@ def _usage_error(text: str) -> NoReturn:
 def main() -> None:
     """Run the CLI, turning keyrefs errors into messages and exit codes."""
     try:
-        app(standalone_mode=False)
+        # Standalone mode: Typer reports usage errors itself and exits with 2.
+        app()
     except KeyrefsError as exc:
         _message(f"error: {exc}")
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _message("aborted")
-        sys.exit(EXIT_INTERNAL)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
         # The exception's text may quote database parameters, so only its type is shown.
         _message(f"error: unexpected {type(exc).__name__}; rerun with -v for details")
         logger.debug("unexpected error", exc_info=True)
         sys.exit(EXIT_INTERNAL)
-
-
-def run(func: Callable[[], T]) -> T:
-    return func()
 
 
 if __name__ == "__main__":

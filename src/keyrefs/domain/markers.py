@@ -75,11 +75,12 @@ def looks_like_marker(node: object) -> bool:
 
 def parse_marker(node: dict[str, Any], path: JsonPath) -> Marker:
     """Parse a marker object; raise InvalidInput naming the path when malformed."""
-    unexpected = sorted(set(node) - MARKER_KEYS)
+    unexpected = set(node) - MARKER_KEYS
     if unexpected:
+        # The keys are not echoed: a pasted credential could sit in a key as well.
         raise InvalidInput(
-            f"secret marker at {path} has unexpected keys {unexpected}: a marker "
-            f"holds only {sorted(MARKER_KEYS)}"
+            f"secret marker at {path} has {len(unexpected)} unexpected keys: a "
+            f"marker holds only {', '.join(sorted(MARKER_KEYS))}"
         )
     coordinate = node.get(SECRET_KEY)
     if coordinate is not None and (not isinstance(coordinate, str) or not coordinate):

@@ -34,14 +34,19 @@ def delete_unreferenced_rows(
     if not config_ids:
         return []
     unreferenced = (
-        select(SecretConfig)
+        select(
+            SecretConfig.id,
+            SecretConfig.secret_storage_id,
+            SecretConfig.external_coordinate,
+            SecretConfig.managed,
+        )
         .where(
             SecretConfig.id.in_(list(config_ids)),
             ~exists().where(SecretReference.secret_config_id == SecretConfig.id),
         )
         .with_for_update()
     )
-    rows = list(session.scalars(unreferenced))
+    rows = list(session.execute(unreferenced))
     if rows:
         session.execute(
             delete(SecretConfig).where(SecretConfig.id.in_([r.id for r in rows]))

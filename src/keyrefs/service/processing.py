@@ -311,6 +311,7 @@ def apply_plans(
         ref.hydration_path: ref
         for ref in repo.references_of_actor(session, scope.actor_id)
     }
+    previously_used = {ref.secret_config_id for ref in current.values()}
     wanted_paths = {plan.path.render() for plan in plans}
     for plan in plans:
         existing = current.get(plan.path.render())
@@ -331,7 +332,6 @@ def apply_plans(
     stale = [ref for path, ref in current.items() if path not in wanted_paths]
     repo.delete_references(session, [ref.id for ref in stale])
     session.flush()
-    previously_used = {ref.secret_config_id for ref in current.values()}
     return previously_used - {plan.config_id for plan in plans}
 
 
