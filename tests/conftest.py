@@ -1,4 +1,4 @@
-"""Shared fixtures: databases (SQLite always, PostgreSQL when configured) and services."""
+"""Shared fixtures: databases (SQLite, and PostgreSQL when configured), services."""
 
 from __future__ import annotations
 

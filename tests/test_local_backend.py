@@ -26,7 +26,9 @@ def coordinate() -> ManagedCoordinate:
     return ManagedCoordinate("workspace", uuid.uuid4(), uuid.uuid4())
 
 
-def write(backend: LocalBackend, name: ManagedCoordinate, text: str, org: uuid.UUID) -> None:
+def write(
+    backend: LocalBackend, name: ManagedCoordinate, text: str, org: uuid.UUID
+) -> None:
     backend.write(SecretWrite(name, SecretValue(text), OrganizationId(org)))
 
 
@@ -48,7 +50,9 @@ def test_write_read_delete(backend: LocalBackend) -> None:
     backend.delete(name)
 
 
-def test_one_data_key_per_organization(service: KeyrefsService, backend: LocalBackend) -> None:
+def test_one_data_key_per_organization(
+    service: KeyrefsService, backend: LocalBackend
+) -> None:
     first_org, second_org = uuid.uuid4(), uuid.uuid4()
     for org in (first_org, first_org, second_org):
         write(backend, coordinate(), "v", org)
@@ -77,22 +81,28 @@ def test_ciphertext_moved_to_other_coordinate_fails(
         backend.read(target)
 
 
-def test_ciphertext_of_other_storage_fails(service: KeyrefsService, backend: LocalBackend) -> None:
+def test_ciphertext_of_other_storage_fails(
+    service: KeyrefsService, backend: LocalBackend
+) -> None:
     name = coordinate()
     write(backend, name, "original", uuid.uuid4())
-    other = LocalBackend(SecretStorageId(uuid.uuid4()), service.engine, service.master_key())
+    other = LocalBackend(
+        SecretStorageId(uuid.uuid4()), service.engine, service.master_key()
+    )
     with service.session() as session:
         session.execute(
             update(LocalSecret)
             .where(LocalSecret.coordinate == name.render())
-            .values(secret_storage_id=other._storage_id)  # noqa: SLF001
+            .values(secret_storage_id=other._storage_id)
         )
         session.commit()
     with pytest.raises(BackendError, match="integrity check"):
         other.read(name)
 
 
-def test_wrong_master_key_is_reported(service: KeyrefsService, backend: LocalBackend) -> None:
+def test_wrong_master_key_is_reported(
+    service: KeyrefsService, backend: LocalBackend
+) -> None:
     name = coordinate()
     write(backend, name, "v", uuid.uuid4())
     stranger = LocalBackend(DEFAULT_STORAGE_ID, service.engine, MasterKey(b"x" * 32))
@@ -115,7 +125,10 @@ def test_list_managed_parses_names(backend: LocalBackend) -> None:
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("not base64!", "not valid base64"), (base64.b64encode(b"short").decode(), "32 bytes")],
+    [
+        ("not base64!", "not valid base64"),
+        (base64.b64encode(b"short").decode(), "32 bytes"),
+    ],
 )
 def test_bad_master_key_is_a_configuration_error(text: str, fragment: str) -> None:
     with pytest.raises(ConfigurationError, match=fragment):

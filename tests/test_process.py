@@ -355,8 +355,8 @@ def test_previous_config_restores_a_mask(
     service: KeyrefsService, scope: ActorScope
 ) -> None:
     stored = service.process(scope, BASIC_SPEC, {"host": "h", "password": "pw"})
-    # The actor's references are gone (deleted elsewhere), but the caller holds the old config:
-    # a marker of this actor's that no longer exists is reported, not silently dropped.
+    # The actor's references are gone, but the caller still holds the old config: a
+    # marker naming a reference that no longer exists is reported, not dropped.
     service.delete_actor(scope.actor_id)
     with pytest.raises(ReferenceNotFound):
         service.process(scope, BASIC_SPEC, {"host": "h", "password": MASK}, stored)

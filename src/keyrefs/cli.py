@@ -20,9 +20,16 @@ import typer
 from pydantic import ValidationError
 
 from keyrefs.errors import ConfigurationError, InvalidInput, KeyrefsError
-from keyrefs.ids import ActorId, OrganizationId, SecretConfigId, SecretStorageId, WorkspaceId
+from keyrefs.ids import (
+    ActorId,
+    OrganizationId,
+    SecretConfigId,
+    SecretStorageId,
+    WorkspaceId,
+)
 from keyrefs.service import KeyrefsService
 from keyrefs.service.environment import describe_validation_error
+from keyrefs.service.storages import ScopeType
 from keyrefs.service.types import ActorScope
 from keyrefs.settings import Settings
 
@@ -48,7 +55,8 @@ UuidOption = Annotated[uuid.UUID, typer.Option()]
 @app.callback()
 def configure(
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log INFO messages to standard error.")
+        bool,
+        typer.Option("--verbose", "-v", help="Log INFO messages to standard error."),
     ] = False,
 ) -> None:
     logging.basicConfig(
@@ -67,7 +75,9 @@ def init() -> None:
     with _service() as service:
         result = service.init()
     if result.created_master_key_file is not None:
-        _message(f"created master key file {result.created_master_key_file} (mode 0600)")
+        _message(
+            f"created master key file {result.created_master_key_file} (mode 0600)"
+        )
     if result.previous_storage_type is not None:
         _message(
             f"default storage changed from {result.previous_storage_type} to "
@@ -88,7 +98,9 @@ def process(
     ] = None,
 ) -> None:
     """Split the secrets out of a config and print the stored config."""
-    scope = ActorScope(ActorId(actor_id), WorkspaceId(workspace_id), OrganizationId(organization_id))
+    scope = ActorScope(
+        ActorId(actor_id), WorkspaceId(workspace_id), OrganizationId(organization_id)
+    )
     documents = _read_json_files(spec=spec, config=config, previous=previous)
     with _service() as service:
         stored = service.process(
@@ -128,7 +140,9 @@ def references(
             found = service.references_of_actor(ActorId(actor_id))
         else:
             assert secret_config_id is not None
-            found = service.references_of_secret_config(SecretConfigId(secret_config_id))
+            found = service.references_of_secret_config(
+                SecretConfigId(secret_config_id)
+            )
     _print_json([reference.to_json() for reference in found])
 
 
@@ -144,25 +158,38 @@ def delete_actor(actor_id: UuidOption) -> None:
 def storage_add(
     type: Annotated[
         str,
-        typer.Option(help="vault, aws_secrets_manager, google_secret_manager or azure_key_vault."),
+        typer.Option(
+            help="vault, aws_secrets_manager, google_secret_manager or azure_key_vault."
+        ),
     ],
     scope: Annotated[str, typer.Option(help="organization or workspace.")],
     scope_id: UuidOption,
-    descriptor: Annotated[str, typer.Option(help="A name for the storage, unique per scope.")],
+    descriptor: Annotated[
+        str, typer.Option(help="A name for the storage, unique per scope.")
+    ],
     config: FileArgument,
     organization_id: Annotated[
         uuid.UUID | None,
-        typer.Option(help="Owning organization of a workspace scope; defaults to the scope id."),
+        typer.Option(
+            help="Owning organization of a workspace scope; defaults to the scope id."
+        ),
     ] = None,
 ) -> None:
     """Add an organization- or workspace-owned storage after checking its connection."""
-    if scope not in ("organization", "workspace"):
-        _usage_error(f"--scope {scope!r} is invalid: expected organization or workspace")
+    scope_type: ScopeType
+    if scope == "organization":
+        scope_type = "organization"
+    elif scope == "workspace":
+        scope_type = "workspace"
+    else:
+        _usage_error(
+            f"--scope {scope!r} is invalid: expected organization or workspace"
+        )
     values = _read_json_files(config=config)["config"]
     owner = OrganizationId(organization_id or scope_id)
     with _service() as service:
         storage = service.add_storage(
-            type, scope, scope_id, owner, descriptor, values  # type: ignore[arg-type]
+            type, scope_type, scope_id, owner, descriptor, values
         )
     _print_json(storage.to_json())
 
@@ -191,7 +218,8 @@ def build_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigurationError(
-            f"settings are invalid: {describe_validation_error(exc, env_prefix='KEYREFS_')}"
+            "settings are invalid: "
+            + describe_validation_error(exc, env_prefix="KEYREFS_")
         ) from None
 
 
@@ -207,21 +235,26 @@ def _service() -> Iterator[KeyrefsService]:
 def _read_json_files(**paths: str | None) -> dict[str, Any]:
     if sum(path == "-" for path in paths.values()) > 1:
         _usage_error("only one option can read standard input (-)")
-    return {name: _read_json(path, name) for name, path in paths.items() if path is not None}
+    return {
+        name: _read_json(path, name) for name, path in paths.items() if path is not None
+    }
 
 
 def _read_json(path: str, name: str) -> Any:
     option = "--" + name.replace("_", "-")
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = (
+            sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        )
     except FileNotFoundError:
         raise InvalidInput(f"{option} file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{option} file {path} cannot be read: {type(exc).__name__}") from None
+        raise InvalidInput(
+            f"{option} file {path} cannot be read: {type(exc).__name__}"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        # The position only: the decoder's message would quote no input, but say so plainly.
         raise InvalidInput(
             f"{option} {path} is not valid JSON: line {exc.lineno}, column {exc.colno}"
         ) from None

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
 
     @property
     def default_master_key_path(self) -> Path:
-        """Where `keyrefs init` puts a new key file: next to a SQLite file, else in home."""
+        """Path of the key file: next to a SQLite database, else in KEYREFS_HOME."""
         if self.master_key_file is not None:
             return self.master_key_file.expanduser()
         url = make_url(self.resolved_database_url)

@@ -105,7 +105,7 @@ class BackendContext:
 
 
 class BackendFactory(Protocol):
-    """Builds backends of one storage type; found by the `keyrefs.backends` entry points."""
+    """Build the backends of one storage type (entry point group `keyrefs.backends`)."""
 
     storage_type: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]

@@ -79,12 +79,15 @@ class AzureConfig(_BackendConfig):
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    # The Microsoft Entra ID host that issues tokens (default: the public cloud).
+    # When set, it is used as given and MSAL's instance discovery is turned off.
+    authority_host: str | None = None
     # Purge after delete, so a managed name can be used again at once.
     purge: bool = True
     tags: dict[str, str] = Field(default_factory=dict)
     # True, False, or the path of a CA bundle for the vault's TLS certificate.
     connection_verify: bool | str = True
-    # Check that the auth challenge names the vault's own domain (keep True in production).
+    # Check that the auth challenge names the vault's domain; keep True in production.
     verify_challenge_resource: bool = True
 
     @model_validator(mode="after")

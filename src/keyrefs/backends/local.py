@@ -66,8 +66,7 @@ class MasterKey:
         if len(key) != MASTER_KEY_BYTES:
             raise ConfigurationError(
                 f"master key is {len(key)} bytes long: expected {MASTER_KEY_BYTES} "
-                "bytes, base64-encoded (create one with "
-                "`python -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())'`)"
+                "bytes, base64-encoded (create one with `openssl rand -base64 32`)"
             )
         self._aead = AESGCM(key)
 

@@ -79,16 +79,15 @@ class Spec:
 
     def validate(self, config: object) -> None:
         """Validate a config whose secret fields may hold markers or masks."""
-        errors = sorted(
-            self._validator.iter_errors(config), key=lambda e: list(e.absolute_path)
-        )
+        found = self._validator.iter_errors(config)  # type: ignore[arg-type]
+        errors = sorted(found, key=lambda e: list(e.absolute_path))
         if errors:
             raise InvalidConfig(_describe_errors(errors))
 
     def validate_secret_value(self, secret: SecretField, value: object) -> None:
         """Validate a raw secret value against the rules of its own schema."""
         validator = self._strict_validator.evolve(schema=secret.schema)
-        errors = list(validator.iter_errors(value))
+        errors = list(validator.iter_errors(value))  # type: ignore[arg-type]
         if errors:
             raise InvalidConfig(_describe_errors(errors, base=secret.path))
 
@@ -169,7 +168,8 @@ class Spec:
         relaxed = self._relaxed_by_id.get(id(branch), branch)
         if not isinstance(relaxed, (dict, bool)):
             return False
-        return bool(self._validator.evolve(schema=relaxed).is_valid(value))
+        validator = self._validator.evolve(schema=relaxed)
+        return bool(validator.is_valid(value))  # type: ignore[arg-type]
 
     def _resolve(self, schema: object, path: JsonPath) -> object:
         seen: set[str] = set()
@@ -237,7 +237,10 @@ def _describe_error(error: ValidationError, base: JsonPath) -> str:
     if rule == "additionalProperties":
         return f"at {path}: a property is not allowed by additionalProperties: false"
     if rule in ("oneOf", "anyOf"):
-        return f"at {path}: the value matches none (or, for oneOf, several) of the {rule} branches"
+        return (
+            f"at {path}: the value matches none (or, for oneOf, several) "
+            f"of the {rule} branches"
+        )
     if rule in ("type", "enum", "const", "pattern", "format"):
         return f"at {path}: violates {rule!r} (expected {_short(expected)})"
     if isinstance(expected, (int, float, bool, str)):

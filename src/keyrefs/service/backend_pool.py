@@ -122,7 +122,8 @@ class BackendPool:
                 else "not JSON"
             )
             raise ConfigurationError(
-                f"stored connection config of secret storage {storage_id} is invalid: {detail}"
+                f"stored connection config of secret storage {storage_id} is "
+                f"invalid: {detail}"
             ) from None
         logger.info("built %s backend for secret storage %s", storage_type, storage_id)
         return self.build(storage_type, config, storage_id)

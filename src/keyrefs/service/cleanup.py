@@ -30,7 +30,7 @@ class DeletedConfig:
 def delete_unreferenced_rows(
     session: Session, config_ids: Collection[uuid.UUID]
 ) -> list[DeletedConfig]:
-    """Delete the rows among `config_ids` that no reference uses, in the open transaction."""
+    """Delete the rows among `config_ids` that no reference uses (open transaction)."""
     if not config_ids:
         return []
     unreferenced = (
@@ -63,7 +63,7 @@ def delete_unreferenced_rows(
 
 
 def delete_from_backends(pool: BackendPool, deleted: list[DeletedConfig]) -> list[str]:
-    """Delete the managed secrets of rows already gone; return the coordinates that failed.
+    """Delete the managed secrets of deleted rows; return the coordinates that failed.
 
     External secrets are never deleted. A failure is logged and left for
     garbage collection, which finds managed objects that no row knows.
@@ -97,7 +97,7 @@ def delete_unreferenced(
     pool: BackendPool,
     config_ids: Collection[uuid.UUID],
 ) -> list[str]:
-    """Delete unreferenced rows in one transaction, then their managed backend objects."""
+    """Delete unreferenced rows in one transaction, then their backend objects."""
     if not config_ids:
         return []
     with sessions.begin() as session:

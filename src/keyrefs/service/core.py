@@ -18,6 +18,7 @@ from keyrefs.backends.registry import load_factory
 from keyrefs.domain.spec import Spec
 from keyrefs.errors import ConfigurationError, NotFound
 from keyrefs.ids import (
+    DEFAULT_STORAGE_ID,
     ActorId,
     OrganizationId,
     SecretConfigId,
@@ -82,12 +83,12 @@ class KeyrefsService:
     # Start-up -------------------------------------------------------------
 
     def init(self) -> InitResult:
-        """Apply migrations, make sure a master key exists and upsert the default storage."""
+        """Apply migrations, ensure a master key exists, upsert the default storage."""
         upgrade_to_head(self.engine)
         created_key = self._ensure_master_key_file()
         config = self._default_backend_config()
         backend = self.backends.build(
-            self.settings.default_storage_type, config, storages.DEFAULT_STORAGE_ID
+            self.settings.default_storage_type, config, DEFAULT_STORAGE_ID
         )
         try:
             backend.check_connection()
@@ -97,10 +98,10 @@ class KeyrefsService:
             result = storages.upsert_default_storage(
                 session, self.settings.default_storage_type
             )
-        self.backends.forget(storages.DEFAULT_STORAGE_ID)
+        self.backends.forget(DEFAULT_STORAGE_ID)
         if result.previous_type is not None:
             logger.warning(
-                "default storage changed from %s to %s: existing secrets were not moved",
+                "default storage changed from %s to %s: existing secrets not moved",
                 result.previous_type,
                 self.settings.default_storage_type,
             )
@@ -210,7 +211,7 @@ class KeyrefsService:
     # Actors and references -------------------------------------------------
 
     def delete_actor(self, actor_id: ActorId) -> int:
-        """Remove the actor's references and the managed secrets no one uses any more."""
+        """Remove the actor's references and the managed secrets no one uses now."""
         with self._sessions.begin() as session:
             references = repo.references_of_actor(session, actor_id)
             config_ids = {ref.secret_config_id for ref in references}
@@ -259,7 +260,7 @@ class KeyrefsService:
         )
         backend = self.backends.build(storage_type, config, SecretStorageId(new.row.id))
         backend.check_connection()
-        self.backends.get(storages.DEFAULT_STORAGE_ID).write(new.credential_write)
+        self.backends.get(DEFAULT_STORAGE_ID).write(new.credential_write)
         with self._sessions.begin() as session:
             storages.insert_new_storage(session, new)
         self.backends.put(SecretStorageId(new.row.id), backend)

@@ -69,7 +69,8 @@ def environment_config(settings: Settings, factory: BackendFactory) -> BaseModel
     except ValidationError as exc:
         raise ConfigurationError(
             f"settings for KEYREFS_SECRET_STORAGE={settings.secret_storage} are "
-            f"invalid: {describe_validation_error(exc, env_prefix=_env_prefix(settings))}"
+            "invalid: "
+            + describe_validation_error(exc, env_prefix=_env_prefix(settings))
         ) from None
 
 

@@ -256,7 +256,8 @@ class Planner:
             raise ExternalSecretNotAllowed(
                 f"secret field at {path} names an external secret in storage "
                 f"{storage.id}, which is not owned by organization "
-                f"{self._scope.organization_id} or workspace {self._scope.workspace_id}: "
+                f"{self._scope.organization_id} or workspace "
+                f"{self._scope.workspace_id}: "
                 "external secrets can only be read from a storage the organization "
                 "or workspace added (`keyrefs storage add`)"
             )

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -86,7 +86,8 @@ def validate_backend_config(storage_type: str, values: Any) -> BaseModel:
         return factory.config_model.model_validate(values)
     except ValidationError as exc:
         raise InvalidInput(
-            f"config of a {storage_type} storage is invalid: {describe_validation_error(exc)}"
+            f"config of a {storage_type} storage is invalid: "
+            + describe_validation_error(exc)
         ) from None
 
 
@@ -185,14 +186,12 @@ def tombstone_storage(session: Session, storage_id: SecretStorageId) -> StorageV
 
 
 def _revealed(config: BaseModel) -> Any:
-    """The config as JSON with its SecretStr fields revealed, for storing as a secret."""
+    """Return the config as JSON, SecretStr fields revealed, to store as a secret."""
     values = config.model_dump(mode="python")
     return _reveal(values)
 
 
 def _reveal(value: Any) -> Any:
-    from pydantic import SecretStr
-
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     if isinstance(value, dict):

@@ -93,7 +93,7 @@ def find_configs(
 
 
 def delete_config_if_unreferenced(session: Session, config_id: SecretConfigId) -> bool:
-    """Delete the secret config row unless a reference uses it; return whether it went."""
+    """Delete the secret config row unless a reference uses it; True when deleted."""
     result = session.execute(
         delete(SecretConfig).where(
             SecretConfig.id == config_id,
