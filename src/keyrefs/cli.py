@@ -11,14 +11,16 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
+from keyrefs.domain.durations import parse_duration
 from keyrefs.errors import ConfigurationError, InvalidInput, KeyrefsError
 from keyrefs.ids import (
     ActorId,
@@ -29,6 +31,7 @@ from keyrefs.ids import (
 )
 from keyrefs.service import KeyrefsService
 from keyrefs.service.environment import describe_validation_error
+from keyrefs.service.gc import GcOptions
 from keyrefs.service.storages import ScopeType
 from keyrefs.service.types import ActorScope
 from keyrefs.settings import Settings
@@ -96,15 +99,30 @@ def process(
     previous: Annotated[
         str | None, typer.Option(help="The previously stored config, or -.")
     ] = None,
+    ephemeral: Annotated[
+        bool,
+        typer.Option(help="Store short-lived secrets, without actor references."),
+    ] = False,
+    ttl: Annotated[
+        str | None,
+        typer.Option(help="Lifetime of --ephemeral secrets: 90s, 15m, 2h or 1d."),
+    ] = None,
 ) -> None:
     """Split the secrets out of a config and print the stored config."""
+    if ephemeral != (ttl is not None):
+        _usage_error("--ephemeral and --ttl go together: give both or neither")
+    lifetime = _duration(ttl, "--ttl") if ttl is not None else None
     scope = ActorScope(
         ActorId(actor_id), WorkspaceId(workspace_id), OrganizationId(organization_id)
     )
     documents = _read_json_files(spec=spec, config=config, previous=previous)
     with _service() as service:
         stored = service.process(
-            scope, documents["spec"], documents["config"], documents.get("previous")
+            scope,
+            documents["spec"],
+            documents["config"],
+            documents.get("previous"),
+            ttl=lifetime,
         )
     _print_json(stored)
 
@@ -152,6 +170,35 @@ def delete_actor(actor_id: UuidOption) -> None:
     with _service() as service:
         removed = service.delete_actor(ActorId(actor_id))
     _print_json({"actor_id": str(actor_id), "deleted_references": removed})
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option(help="Count what would be deleted, delete nothing.")
+    ] = False,
+    grace: Annotated[
+        str, typer.Option(help="Minimum age of unreferenced secrets and orphans.")
+    ] = "1h",
+    storage_id: Annotated[
+        uuid.UUID | None, typer.Option(help="Collect only this storage.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Delete at most this many items.")
+    ] = None,
+) -> None:
+    """Delete unreferenced, expired and orphaned managed secrets; print a summary."""
+    options = GcOptions(
+        dry_run=dry_run,
+        grace=_duration(grace, "--grace"),
+        storage_id=SecretStorageId(storage_id) if storage_id else None,
+        limit=limit,
+    )
+    with _service() as service, _progress("collecting garbage") as advance:
+        report = service.collect_garbage(options, advance)
+    _print_json(report.to_json())
+    if report.failures:
+        _message(f"{len(report.failures)} deletions failed; a later run retries them")
 
 
 @storage_app.command("add")
@@ -210,6 +257,11 @@ def storage_tombstone(storage_id: Annotated[uuid.UUID, typer.Argument()]) -> Non
     _print_json(storage.to_json())
 
 
+from keyrefs.api.cli import register_api_commands
+
+register_api_commands(app)
+
+
 # Plumbing ---------------------------------------------------------------------
 
 
@@ -230,6 +282,27 @@ def _service() -> Iterator[KeyrefsService]:
         yield service
     finally:
         service.close()
+
+
+def _duration(text: str, option: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        _usage_error(f"{option}: {exc}")
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[str], None]]:
+    """Yield a callback that advances a progress bar on a terminal, else a no-op."""
+    if not sys.stderr.isatty():
+        yield lambda _kind: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed}"))
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda _kind: progress.advance(task)
 
 
 def _read_json_files(**paths: str | None) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyrefs.domain.markers import REFERENCE_KEY, SECRET_KEY, looks_like_marker
+from keyrefs.errors import KeyrefsError
 from keyrefs.store.api_models import AuditEvent
 from keyrefs.store.types import utc_now
 
@@ -61,6 +63,41 @@ def record(sessions: SessionSource, event: Event) -> None:
     """Record an event in a transaction of its own."""
     with sessions() as session, session.begin():
         add_event(session, event)
+
+
+@dataclass
+class Outcome:
+    """What an audited block touched, filled in by the block as it runs."""
+
+    actor_id: uuid.UUID | None = None
+    storage_id: uuid.UUID | None = None
+    coordinates: list[dict[str, str]] = field(default_factory=list)
+
+
+@contextmanager
+def audited(sessions: SessionSource, event: Event) -> Iterator[Outcome]:
+    """Record `event` after the block: `ok`, or the code of the error it raised."""
+    outcome = Outcome(actor_id=event.actor_id, storage_id=event.storage_id)
+    result = RESULT_OK
+    try:
+        yield outcome
+    except KeyrefsError as exc:
+        result = exc.code
+        raise
+    except Exception:
+        result = KeyrefsError.code
+        raise
+    finally:
+        record(
+            sessions,
+            replace(
+                event,
+                actor_id=outcome.actor_id,
+                storage_id=outcome.storage_id,
+                coordinates=outcome.coordinates,
+                result=result,
+            ),
+        )
 
 
 def marker_coordinates(config: object) -> list[dict[str, str]]:

@@ -27,7 +27,7 @@ from keyrefs.errors import (
     ReferenceNotFound,
     StorageNotFound,
 )
-from keyrefs.ids import ActorId, OrganizationId, SecretConfigId, WorkspaceId
+from keyrefs.ids import ActorId, OrganizationId, SecretConfigId
 from keyrefs.service.audit import SessionSource
 from keyrefs.service.types import ActorScope, StorageView
 from keyrefs.store import repositories as repo
@@ -176,22 +176,15 @@ def claim_storage_owner(
     caller: OrganizationId | None,
 ) -> OrganizationId:
     """Return the organization that will own a new storage, recording a workspace."""
-    owner = organization_id or caller
     if scope_type == "organization":
-        if owner is not None and owner != scope_id:
+        if organization_id is not None and organization_id != scope_id:
             raise InvalidInput(
-                f"organization_id {owner} differs from the scope_id {scope_id} of "
-                "an organization storage: omit it or send the same id"
+                f"organization_id {organization_id} differs from the scope_id "
+                f"{scope_id} of an organization storage: omit it or send the same id"
             )
         owner = scope_id
-    elif owner is None:
-        with sessions() as session:
-            recorded = session.get(WorkspaceOwner, scope_id)
-        if recorded is None:
-            raise InvalidInput(
-                f"workspace {scope_id} is not known yet: send organization_id"
-            )
-        owner = recorded.organization_id
+    else:
+        owner = organization_id or caller or _recorded_owner(sessions, scope_id)
     if caller is not None and owner != caller:
         raise NotFound(f"{scope_type} {scope_id} not found")
     for attempt in range(CLAIM_ATTEMPTS):
@@ -204,6 +197,16 @@ def claim_storage_owner(
             if attempt + 1 == CLAIM_ATTEMPTS:
                 raise
     return OrganizationId(owner)
+
+
+def _recorded_owner(sessions: SessionSource, workspace_id: uuid.UUID) -> uuid.UUID:
+    with sessions() as session:
+        recorded = session.get(WorkspaceOwner, workspace_id)
+    if recorded is None:
+        raise InvalidInput(
+            f"workspace {workspace_id} is not known yet: send organization_id"
+        )
+    return recorded.organization_id
 
 
 def storage_organization(
@@ -297,9 +300,3 @@ def _reference_organizations(
                 else storage_organization(session, storage.scope_type, storage.scope_id)
             )
     return owners
-
-
-def workspace_of(sessions: SessionSource, workspace_id: WorkspaceId) -> uuid.UUID | None:
-    with sessions() as session:
-        owner = session.get(WorkspaceOwner, workspace_id)
-    return None if owner is None else owner.organization_id

@@ -20,7 +20,7 @@ from enum import StrEnum
 from sqlalchemy import select
 
 from keyrefs.errors import InvalidInput, KeyrefsError, NotFound
-from keyrefs.ids import OrganizationId
+from keyrefs.ids import PLATFORM_ORGANIZATION_ID, OrganizationId
 from keyrefs.service import audit
 from keyrefs.service.audit import SessionSource
 from keyrefs.store.api_models import ApiToken
@@ -112,6 +112,11 @@ def create_token(
     if len(description) > MAX_DESCRIPTION_LENGTH:
         raise InvalidInput(
             f"token description must be at most {MAX_DESCRIPTION_LENGTH} characters"
+        )
+    if organization_id == PLATFORM_ORGANIZATION_ID:
+        raise InvalidInput(
+            f"organization {organization_id} is the platform's own id and owns the "
+            "default storage: limit the token to a customer organization"
         )
     secret = secrets.token_urlsafe(TOKEN_BYTES)
     row = ApiToken(
