@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from keyrefs.errors import BackendUnavailable
 from keyrefs.ids import DEFAULT_STORAGE_ID
 from keyrefs.service import KeyrefsService
 from keyrefs.service.types import ActorScope
+from keyrefs.store.models import GcAttempt, SecretConfig
 from tests.helpers import SECRET, config_coordinates, local_coordinates
 
 SPEC = {"type": "object", "properties": {"password": SECRET, "token": SECRET}}
@@ -56,7 +57,7 @@ def test_failure_before_commit_keeps_previous_config(
     )
 
 
-def test_failed_backend_delete_leaves_orphan_not_dangling_reference(
+def test_failed_backend_delete_keeps_tombstoned_row(
     service: KeyrefsService, scope: ActorScope, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = service.process(scope, SPEC, {"password": "old-pw"})
@@ -69,8 +70,18 @@ def test_failed_backend_delete_leaves_orphan_not_dangling_reference(
     second = service.process(scope, SPEC, {"password": "new-pw"})
 
     assert service.hydrate(second, scope.actor_id) == {"password": "new-pw"}
-    assert first["password"]["_secret"] in local_coordinates(service)
-    assert first["password"]["_secret"] not in config_coordinates(service)
+    old_name = first["password"]["_secret"]
+    assert old_name in local_coordinates(service)
+    with service.session() as session:
+        row = session.scalar(
+            select(SecretConfig).where(SecretConfig.external_coordinate == old_name)
+        )
+        attempt = session.get(GcAttempt, (DEFAULT_STORAGE_ID, old_name))
+    assert row is not None, "the row stays for a later garbage collection"
+    assert row.tombstone
+    assert attempt is not None
+    assert attempt.attempts == 1
+    assert attempt.last_error == "backend_unavailable"
 
 
 def test_failed_backend_write_changes_no_row(

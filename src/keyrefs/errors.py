@@ -94,6 +94,13 @@ class Conflict(KeyrefsError):
     code = "conflict"
 
 
+class ConcurrentUpdate(Conflict):
+    """A secret the request reuses was deleted meanwhile; retrying can succeed."""
+
+    transient = True
+    code = "concurrent_update"
+
+
 # Not found ---------------------------------------------------------------
 
 

@@ -6,17 +6,21 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyrefs.backends.local import MasterKey
 from keyrefs.backends.registry import load_factory
+from keyrefs.domain.jsonpath import JsonPath
+from keyrefs.domain.markers import IncomingSecret
 from keyrefs.domain.spec import Spec
-from keyrefs.errors import ConfigurationError, NotFound
+from keyrefs.errors import ConcurrentUpdate, ConfigurationError, InvalidInput, NotFound
 from keyrefs.ids import (
     DEFAULT_STORAGE_ID,
     ActorId,
@@ -27,6 +31,7 @@ from keyrefs.ids import (
 from keyrefs.service import cleanup, hydration, processing, storages
 from keyrefs.service.backend_pool import BackendPool
 from keyrefs.service.environment import environment_config
+from keyrefs.service.gc import GarbageCollector, GcOptions, GcReport, ProgressCallback
 from keyrefs.service.storages import ScopeType
 from keyrefs.service.types import ActorScope, JsonObject, ReferenceView, StorageView
 from keyrefs.settings import Settings
@@ -37,10 +42,12 @@ from keyrefs.store.database import (
     upgrade_to_head,
 )
 from keyrefs.store.models import SecretReference
+from keyrefs.store.types import utc_now
 
 logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_READS = 32
+MAX_PROCESS_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -150,26 +157,75 @@ class KeyrefsService:
         spec: object,
         config: object,
         previous_config: object | None = None,
+        ttl: timedelta | None = None,
     ) -> JsonObject:
-        """Split the secrets out of an actor's config; return the stored config."""
+        """Split the secrets out of an actor's config; return the stored config.
+
+        With `ttl` the config is short-lived (for "check connection" and
+        "discover schema"): its new values expire after `ttl`, and the actor's
+        references are left as they are.
+        """
         config = processing.require_object(config, "config")
         if previous_config is not None:
             previous_config = processing.require_object(
                 previous_config, "previous config"
             )
+        if ttl is not None and ttl <= timedelta(0):
+            raise InvalidInput("ttl must be positive")
         classified = processing.classify_fields(Spec(spec), config)
+        for attempt in range(1, MAX_PROCESS_ATTEMPTS + 1):
+            try:
+                return self._process_once(
+                    scope, config, previous_config, classified, ttl
+                )
+            except ConcurrentUpdate:
+                if attempt == MAX_PROCESS_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "retrying config of actor %s after a concurrent delete, attempt %d",
+                    scope.actor_id,
+                    attempt,
+                )
+        raise AssertionError("unreachable")
 
+    def _process_once(
+        self,
+        scope: ActorScope,
+        config: JsonObject,
+        previous_config: JsonObject | None,
+        classified: list[tuple[JsonPath, IncomingSecret]],
+        ttl: timedelta | None,
+    ) -> JsonObject:
+        expires_at = utc_now() + ttl if ttl is not None else None
         with self._sessions() as session:
             storage = processing.choose_storage(session, scope)
             planner = processing.Planner(
-                session, scope, storage, self.settings.managed_prefix, previous_config
+                session,
+                scope,
+                storage,
+                self.settings.managed_prefix,
+                previous_config,
+                expires_at,
             )
             plans = [planner.plan(path, incoming) for path, incoming in classified]
 
         self._write_values(plans)
 
-        with self._sessions.begin() as session:
-            unused = processing.apply_plans(session, scope, plans)
+        if expires_at is not None:
+            with self._sessions.begin() as session:
+                processing.apply_short_lived(session, plans)
+            return processing.render_stored_config(config, plans)
+
+        try:
+            with self._sessions.begin() as session:
+                processing.lock_actor(session, scope)
+                unused = processing.apply_plans(session, scope, plans)
+        except IntegrityError as exc:
+            # A concurrent writer of the same actor inserted the same row first;
+            # planning again from the committed state resolves it.
+            raise ConcurrentUpdate(
+                f"config of actor {scope.actor_id} changed concurrently: retry"
+            ) from exc
         logger.info(
             "processed config of actor %s: %d secret fields, %d new values",
             scope.actor_id,
@@ -207,6 +263,15 @@ class KeyrefsService:
         """Return the config for display, every secret field showing the mask."""
         config = processing.require_object(config, "config")
         return hydration.mask_config(Spec(spec), config)
+
+    def collect_garbage(
+        self, options: GcOptions, progress: ProgressCallback | None = None
+    ) -> GcReport:
+        """Delete unreferenced, expired and orphaned managed secrets."""
+        collector = GarbageCollector(
+            self._sessions, self.backends, self.settings.managed_prefix, progress
+        )
+        return collector.run(options)
 
     # Actors and references -------------------------------------------------
 

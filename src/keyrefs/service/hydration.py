@@ -81,7 +81,11 @@ def resolve_markers(
 def _legacy_configs(
     session: Session, actor_id: ActorId, legacy: list[tuple[JsonPath, Marker]]
 ) -> dict[JsonPath, SecretConfig]:
-    """Resolve `{"_secret": COORD}` markers; the actor must reference each secret."""
+    """Resolve `{"_secret": COORD}` markers; the actor must reference each secret.
+
+    Short-lived secrets have no references: their coordinate, which holds a
+    random UUID, is the capability to read them until they expire.
+    """
     if not legacy:
         return {}
     keys = {
@@ -98,7 +102,8 @@ def _legacy_configs(
                 f"marker at {path} names coordinate {key[1]} in storage {key[0]}, "
                 "which keyrefs has no record of"
             )
-        if config.id not in used:
+        short_lived = config.managed and config.expires_at is not None
+        if config.id not in used and not short_lived:
             raise ForeignReference(
                 f"marker at {path} names coordinate {key[1]}, which actor "
                 f"{actor_id} does not reference"

@@ -19,7 +19,9 @@ import copy
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +43,7 @@ from keyrefs.domain.markers import (
 )
 from keyrefs.domain.spec import Spec
 from keyrefs.errors import (
+    ConcurrentUpdate,
     ConfigurationError,
     ExternalSecretNotAllowed,
     ForeignReference,
@@ -101,8 +104,10 @@ class Planner:
         storage: SecretStorage,
         managed_prefix: str,
         previous_config: JsonObject | None,
+        expires_at: datetime | None = None,
     ) -> None:
         self._session = session
+        self._expires_at = expires_at
         self._scope = scope
         self._storage = storage
         self._prefix = managed_prefix
@@ -140,12 +145,14 @@ class Planner:
             external_coordinate=name,
             managed=True,
             value_format=raw.value.value_format,
+            expires_at=self._expires_at,
             tombstone=False,
         )
         write = SecretWrite(
             coordinate=coordinate,
             value=raw.value,
             organization_id=self._scope.organization_id,
+            expires_at=self._expires_at,
         )
         return PlannedSecret(
             path,
@@ -159,6 +166,8 @@ class Planner:
     def _next_coordinate(self, path: JsonPath) -> ManagedCoordinate:
         """The next version of the managed secret at `path`, or a new secret."""
         current = self._current.get(path.render())
+        if self._expires_at is not None:
+            current = None  # a short-lived value never becomes a version of a saved one
         if current is not None and current.secret_config.managed:
             previous = coordinate_from_row(
                 current.secret_config.external_coordinate, managed=True
@@ -208,6 +217,13 @@ class Planner:
         self, path: JsonPath, name: str, storage_id: SecretStorageId | None
     ) -> PlannedSecret:
         coordinate = ExternalCoordinate(name).render()
+        if self._expires_at is not None:
+            # TODO: hydration binds external secrets to an actor through its
+            # references, which short-lived configs do not have.
+            raise InvalidInput(
+                f"secret field at {path} names an external secret: short-lived "
+                "configs support raw values and masks only"
+            )
         storage = self._storage
         if storage_id is not None and storage_id != storage.id:
             found = repo.get_storage(self._session, storage_id)
@@ -307,6 +323,7 @@ def apply_plans(
     for plan in plans:
         if plan.new_row is not None:
             _insert_config(session, plan)
+    _lock_reused_configs(session, plans)
 
     current = {
         ref.hydration_path: ref
@@ -334,6 +351,48 @@ def apply_plans(
     repo.delete_references(session, [ref.id for ref in stale])
     session.flush()
     return previously_used - {plan.config_id for plan in plans}
+
+
+def lock_actor(session: Session, scope: ActorScope) -> None:
+    """Serialize writers of one actor until the transaction ends.
+
+    PostgreSQL takes a transaction-scoped advisory lock on the actor id; SQLite
+    needs none, because every write transaction there starts with BEGIN
+    IMMEDIATE and so holds the database's write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(scope.actor_id.bytes[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def apply_short_lived(session: Session, plans: list[PlannedSecret]) -> None:
+    """Insert the rows of a short-lived config; it gets no actor references."""
+    for plan in plans:
+        if plan.new_row is not None:
+            session.add(plan.new_row)
+    session.flush()
+    _lock_reused_configs(session, plans)
+
+
+def _lock_reused_configs(session: Session, plans: list[PlannedSecret]) -> None:
+    """Share-lock every reused secret config and check that none is being deleted."""
+    reused = {plan.config_id for plan in plans if plan.new_row is None}
+    if not reused:
+        return
+    live = set(
+        session.scalars(
+            select(SecretConfig.id)
+            .where(SecretConfig.id.in_(reused), SecretConfig.tombstone.is_(False))
+            .with_for_update(read=True)
+        )
+    )
+    gone = reused - live
+    if gone:
+        paths = sorted(plan.path.render() for plan in plans if plan.config_id in gone)
+        raise ConcurrentUpdate(
+            f"the secrets at {', '.join(paths)} were deleted while this config was "
+            "processed: retry the request"
+        )
 
 
 def _insert_config(session: Session, plan: PlannedSecret) -> None:

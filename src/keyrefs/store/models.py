@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -134,3 +135,17 @@ class LocalSecret(Base):
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class GcAttempt(Base):
+    """A backend object whose deletion failed, with how often it failed so far."""
+
+    __tablename__ = "gc_attempt"
+
+    secret_storage_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    coordinate: Mapped[str] = mapped_column(String(256), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utc_now, onupdate=utc_now
+    )
