@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
+from keyrefs.api.cli import register_api_commands
 from keyrefs.domain.durations import parse_duration
 from keyrefs.errors import ConfigurationError, InvalidInput, KeyrefsError
 from keyrefs.ids import (
@@ -256,8 +257,6 @@ def storage_tombstone(storage_id: Annotated[uuid.UUID, typer.Argument()]) -> Non
         storage = service.tombstone_storage(SecretStorageId(storage_id))
     _print_json(storage.to_json())
 
-
-from keyrefs.api.cli import register_api_commands
 
 register_api_commands(app)
 

@@ -55,6 +55,7 @@ MASTER_KEY_BYTES = 32
 NONCE_BYTES = 12
 # A limit of this backend's own, so that one config cannot fill the database.
 MAX_VALUE_BYTES = 1024 * 1024
+WRITE_ATTEMPTS = 3
 
 
 class MasterKey:
@@ -162,6 +163,19 @@ class LocalBackend:
                 f"secret {name} is {request.value.encoded_size()} bytes: the local "
                 f"backend stores at most {MAX_VALUE_BYTES} bytes per secret"
             )
+        # Two writers of one actor can plan the same next version at once; the
+        # second insert then collides, and replacing the row again wins.
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                self._write_row(request, name)
+                return
+            except IntegrityError:
+                if attempt == WRITE_ATTEMPTS:
+                    raise BackendUnavailable(
+                        f"secret {name} was written concurrently {attempt} times; retry"
+                    ) from None
+
+    def _write_row(self, request: SecretWrite, name: str) -> None:
         with self._session() as session:
             key_id, aead = self._data_key(session, request.organization_id)
             nonce = os.urandom(NONCE_BYTES)
