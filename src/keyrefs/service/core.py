@@ -354,7 +354,7 @@ class KeyrefsService:
             return storages.tombstone_storage(session, storage_id)
 
     def session(self) -> Session:
-        """A new session, for callers that inspect the tables (tests, tools)."""
+        """Open a new session, for callers that inspect the tables (tests, tools)."""
         return self._sessions()
 
 

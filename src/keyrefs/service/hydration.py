@@ -174,7 +174,7 @@ def fetch_values(
 def _read_chunks(
     backend: SecretBackend, coordinates: list[Coordinate]
 ) -> list[list[Coordinate]]:
-    """One chunk for a backend with a batch read, else one chunk per coordinate."""
+    """Split into one chunk for a batch-reading backend, else one per coordinate."""
     if backend.capabilities.batch_read:
         return [coordinates]
     return [[coordinate] for coordinate in coordinates]

@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class PlannedSecret:
-    """What one secret field of the new config will reference."""
+    """The secret that one field of the new config will reference."""
 
     path: JsonPath
     config_id: SecretConfigId
@@ -76,13 +76,13 @@ class PlannedSecret:
     coordinate: str
     # A secret config row to insert, when the field does not reuse one.
     new_row: SecretConfig | None = None
-    # A backend write, when the field holds a new raw value.
+    # A backend write, when the field contains a new raw value.
     write: SecretWrite | None = None
     reference_id: uuid.UUID | None = field(default=None)
 
 
 def choose_storage(session: Session, scope: ActorScope) -> SecretStorage:
-    """The workspace's storage, else the organization's, else the default."""
+    """Return the workspace's storage, else the organization's, else the default."""
     owned = repo.storages_owned_by(session, scope.organization_id, scope.workspace_id)
     if owned:
         return owned[0]
