@@ -96,13 +96,6 @@ def wait_until_healthy(address: str) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "under two-process contention some PUTs still answer 500 with an error "
-        "that is not a keyrefs exception; the same load on the service alone passes"
-    ),
-)
 def test_concurrent_updates_end_consistent(
     two_servers: tuple[list[str], KeyrefsService],
 ) -> None:

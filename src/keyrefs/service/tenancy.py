@@ -35,9 +35,10 @@ from keyrefs.store.api_models import ActorOwner, WorkspaceOwner
 from keyrefs.store.models import SecretConfig, SecretReference, SecretStorage
 from keyrefs.store.types import utc_now
 
-# A concurrent first claim can lose the insert race once; the retry reads the
-# winner's row, so two attempts always suffice.
-CLAIM_ATTEMPTS = 2
+# Each of the two claims (workspace, then actor) can lose its insert race once,
+# and a lost race means the winner's row is committed. So the workspace can fail
+# the first attempt and the actor the second, and three attempts always suffice.
+CLAIM_ATTEMPTS = 3
 
 
 class ActorNotFound(NotFound):

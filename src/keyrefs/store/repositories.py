@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, delete, exists, or_, select, tuple_
+from sqlalchemy import and_, delete, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from keyrefs.ids import (
@@ -90,17 +90,6 @@ def find_configs(
         )
     )
     return {(row.secret_storage_id, row.external_coordinate): row for row in rows}
-
-
-def delete_config_if_unreferenced(session: Session, config_id: SecretConfigId) -> bool:
-    """Delete the secret config row unless a reference uses it; True when deleted."""
-    result = session.execute(
-        delete(SecretConfig).where(
-            SecretConfig.id == config_id,
-            ~exists().where(SecretReference.secret_config_id == SecretConfig.id),
-        )
-    )
-    return bool(getattr(result, "rowcount", 0))
 
 
 # References --------------------------------------------------------------
