@@ -242,6 +242,24 @@ def storage_add(
     _print_json(storage.to_json())
 
 
+@storage_app.command("migrate")
+def storage_migrate(
+    source: Annotated[uuid.UUID, typer.Option("--from", help="Storage to move from.")],
+    target: Annotated[uuid.UUID, typer.Option("--to", help="Storage to move to.")],
+    dry_run: Annotated[
+        bool, typer.Option(help="List what would move, move nothing.")
+    ] = False,
+) -> None:
+    """Move managed secrets to another storage of the same organization."""
+    with _service() as service:
+        report = service.migrate_storage(
+            SecretStorageId(source), SecretStorageId(target), dry_run
+        )
+    _print_json(report.to_json())
+    if report.failures:
+        _message(f"{len(report.failures)} secrets failed to move; run it again")
+
+
 @storage_app.command("list")
 def storage_list(scope_id: Annotated[uuid.UUID | None, typer.Option()] = None) -> None:
     """List secret storages."""

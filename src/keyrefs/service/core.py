@@ -32,6 +32,7 @@ from keyrefs.service import cleanup, hydration, processing, storages
 from keyrefs.service.backend_pool import BackendPool
 from keyrefs.service.environment import environment_config
 from keyrefs.service.gc import GarbageCollector, GcOptions, GcReport, ProgressCallback
+from keyrefs.service.storage_migration import StorageMigration, StorageMigrationReport
 from keyrefs.service.storages import ScopeType
 from keyrefs.service.types import ActorScope, JsonObject, ReferenceView, StorageView
 from keyrefs.settings import Settings
@@ -272,6 +273,15 @@ class KeyrefsService:
             self._sessions, self.backends, self.settings.managed_prefix, progress
         )
         return collector.run(options)
+
+    def migrate_storage(
+        self, source: SecretStorageId, target: SecretStorageId, dry_run: bool = False
+    ) -> StorageMigrationReport:
+        """Move the managed secrets of a storage to another of the same organization."""
+        migration = StorageMigration(
+            self._sessions, self.backends, self.settings.managed_prefix
+        )
+        return migration.run(source, target, dry_run)
 
     # Actors and references -------------------------------------------------
 
