@@ -1,9 +1,12 @@
 """A child process that runs one keyrefs operation and kills itself at a chosen step.
 
-Usage: python -m tests.crash_worker STATE_FILE OPERATION CRASH_POINT
+Usage: python -m tests.crash_worker STATE_FILE OPERATION CRASH_POINT MODE
 
-CRASH_POINT is `KIND:N`: the process exits with CRASH_EXIT_CODE just before the
-Nth event of that kind, without cleanup, as a killed process would. Kinds are
+CRASH_POINT is `KIND:N`. With MODE `kill` the process exits with
+CRASH_EXIT_CODE just before the Nth event of that kind, without cleanup, as a
+killed process would. With MODE `raise` an InjectedFailure is raised there
+instead, so the code's own error handling runs, and the process exits with
+RAISED_EXIT_CODE. Kinds are
 `write`, `delete` and `read` (calls to the local backend), `commit` (database
 commits) and `sql=FRAGMENT` (a statement containing FRAGMENT).
 """
@@ -29,13 +32,19 @@ from keyrefs.service.types import ActorScope
 from keyrefs.settings import Settings
 
 CRASH_EXIT_CODE = 99
+RAISED_EXIT_CODE = 98
+
+
+class InjectedFailure(Exception):
+    pass
 
 
 class CrashPoint:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, mode: str) -> None:
         kind, _, count = text.rpartition(":")
         self.kind = kind
         self.remaining = int(count)
+        self.mode = mode
 
     def reached(self, kind: str, detail: str = "") -> None:
         matches = kind == self.kind or (
@@ -45,6 +54,8 @@ class CrashPoint:
             return
         self.remaining -= 1
         if self.remaining == 0:
+            if self.mode == "raise":
+                raise InjectedFailure(f"{self.kind} reached")
             sys.stdout.flush()
             os._exit(CRASH_EXIT_CODE)
 
@@ -103,11 +114,15 @@ def run(state: dict[str, Any], operation: str, service: KeyrefsService) -> None:
 
 
 def main() -> None:
-    state_file, operation, crash_point = sys.argv[1:4]
+    state_file, operation, crash_point, mode = sys.argv[1:5]
     state = json.loads(Path(state_file).read_text(encoding="utf-8"))
     service = KeyrefsService(Settings())
-    install(CrashPoint(crash_point), service)
-    run(state, operation, service)
+    install(CrashPoint(crash_point, mode), service)
+    try:
+        run(state, operation, service)
+    except InjectedFailure:
+        service.close()
+        sys.exit(RAISED_EXIT_CODE)
     service.close()
 
 

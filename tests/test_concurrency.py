@@ -100,3 +100,45 @@ def test_two_writers_on_one_actor_end_consistent(
     finally:
         first.close()
         second.close()
+
+
+def test_gc_racing_updates_deletes_nothing_referenced(
+    make_settings: Callable[..., Settings], scope: ActorScope
+) -> None:
+    from datetime import timedelta
+
+    from keyrefs.service.gc import GcOptions
+
+    settings = make_settings()
+    writer, collector = KeyrefsService(settings), KeyrefsService(settings)
+    writer.init()
+    stored: list[dict[str, Any]] = []
+    try:
+        stored.append(writer.process(scope, SPEC, {"password": "p0", "token": "t0"}))
+
+        def update() -> None:
+            for round_number in range(ROUNDS * 2):
+                config = {"password": f"p{round_number}", "token": MASK}
+                stored.append(writer.process(scope, SPEC, config))
+
+        def collect() -> None:
+            # Rows get no grace, so old versions race the writer; orphans keep a
+            # short grace, which is what protects a writer between its backend
+            # write and its commit.
+            options = GcOptions(grace=timedelta(seconds=2))
+            for _ in range(ROUNDS * 2):
+                collector.collect_garbage(options)
+
+        errors = run_together(update, collect)
+        assert errors == []
+        last = writer.hydrate(stored[-1], scope.actor_id)
+        assert last == {"password": f"p{ROUNDS * 2 - 1}", "token": "t0"}
+        for config in stored:
+            assert writer.hydrate(config, scope.actor_id) == last
+        referenced = {
+            r.external_coordinate for r in writer.references_of_actor(scope.actor_id)
+        }
+        assert referenced <= local_coordinates(writer)
+    finally:
+        writer.close()
+        collector.close()

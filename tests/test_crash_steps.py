@@ -1,4 +1,4 @@
-"""Kill a process at each step of each operation: configs hydrate, gc cleans up.
+"""Fail or kill a process at each step of each operation; gc cleans up after.
 
 After every crash, each stored config the caller holds still hydrates (or, for
 a deleted actor, is refused as a whole), and one `gc` run with no grace period
@@ -28,7 +28,7 @@ from keyrefs.service.types import ActorScope
 from keyrefs.settings import Settings
 from keyrefs.store.models import LocalSecret, SecretConfig, SecretReference
 from tests.conftest import new_scope
-from tests.crash_worker import CRASH_EXIT_CODE
+from tests.crash_worker import CRASH_EXIT_CODE, RAISED_EXIT_CODE
 from tests.helpers import SECRET
 
 SPEC = {"type": "object", "properties": {"password": SECRET, "token": SECRET}}
@@ -155,13 +155,15 @@ def assert_no_orphans(service: KeyrefsService) -> None:
     assert objects - short_lived == referenced, "backend objects without a reference"
 
 
+@pytest.mark.parametrize("mode", ["kill", "raise"])
 @pytest.mark.parametrize(("operation", "crash_point"), CASES)
-def test_killed_process_leaves_configs_hydratable(
+def test_failure_at_step_leaves_configs_hydratable(
     service: KeyrefsService,
     environment: dict[str, str],
     tmp_path: Path,
     operation: str,
     crash_point: str,
+    mode: str,
 ) -> None:
     state_file, state = prepare(service, tmp_path)
     child = subprocess.run(
@@ -172,6 +174,7 @@ def test_killed_process_leaves_configs_hydratable(
             str(state_file),
             operation,
             crash_point,
+            mode,
         ],
         env=environment,
         cwd=ROOT,
@@ -179,7 +182,8 @@ def test_killed_process_leaves_configs_hydratable(
         text=True,
         timeout=120,
     )
-    assert child.returncode == CRASH_EXIT_CODE, child.stderr[-2000:]
+    expected = CRASH_EXIT_CODE if mode == "kill" else RAISED_EXIT_CODE
+    assert child.returncode == expected, child.stderr[-2000:]
 
     service.backends.close()  # rebuild backends: the child may have moved storages
     assert_held_configs_hydrate(service, state)
