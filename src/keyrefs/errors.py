@@ -4,8 +4,8 @@ Every error keyrefs raises derives from `KeyrefsError`. The four families are
 `InvalidInput` (the caller sent something keyrefs cannot accept), `NotFound`
 (a secret, reference or storage does not exist), `BackendError` (a secret
 manager failed or refused) and `ConfigurationError` (settings are wrong).
-Each class carries `transient`, which says whether retrying the same call may
-succeed, and `exit_code`, which the CLI returns for it.
+Each class carries `transient`, True when retrying the same call may succeed,
+and `exit_code`, which the CLI returns for it.
 
 Messages name paths, coordinates and ids. They never contain a secret value,
 and no exception keeps a value on an attribute.
@@ -112,7 +112,7 @@ class NotFound(KeyrefsError):
 
 
 class SecretNotFound(NotFound):
-    """The backend holds no secret under the coordinate."""
+    """The backend has no secret under the coordinate."""
 
     code = "secret_not_found"
 

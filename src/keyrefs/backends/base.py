@@ -26,7 +26,7 @@ from keyrefs.secret_value import SecretValue
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend's service offers beyond plain reads and writes."""
+    """Features a backend's service offers beyond plain reads and writes."""
 
     batch_read: bool = False
     native_expiry: bool = False
@@ -96,7 +96,7 @@ class SecretBackend(Protocol):
 
 @dataclass(frozen=True)
 class BackendContext:
-    """What the service hands a factory besides the storage's own config."""
+    """Shared resources the service hands a factory, besides the storage config."""
 
     storage_id: SecretStorageId
     # Shared resources some backends need: the local backend takes the

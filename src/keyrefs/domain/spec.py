@@ -121,7 +121,7 @@ class Spec:
         for keyword in ("oneOf", "anyOf"):
             for branch in schema.get(keyword, []):
                 # Every matching branch is walked, so that a value matching two
-                # branches is treated as secret wherever either branch says so.
+                # branches is treated as secret wherever either branch marks it secret.
                 if all_branches or self._matches(branch, value):
                     yield from self._walk(branch, value, path, all_branches)
 

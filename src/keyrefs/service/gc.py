@@ -3,7 +3,7 @@
 Per storage, three kinds: managed secret configs without references (older
 than the grace period, or tombstoned by an earlier failed delete), expired
 short-lived secrets, and backend objects under the managed prefix that no
-secret_config row knows (left by a crash between the backend write and the
+secret_config row records (left by a crash between the backend write and the
 commit; older than the grace period). External secrets are never touched.
 
 Items whose deletion failed before are tried last, so that they do not block

@@ -48,7 +48,7 @@ class ReferenceView:
 
 @dataclass(frozen=True)
 class StorageView:
-    """A secret storage as listed by `storage list`; holds no credentials."""
+    """A secret storage as listed by `storage list`; contains no credentials."""
 
     id: uuid.UUID
     scope_type: str
