@@ -26,6 +26,7 @@ def create_app(service: KeyrefsService) -> FastAPI:
         redoc_url=None,
     )
     metrics = Metrics()
+    service.metrics.register_on(metrics.registry)
     app.state.service = service
     app.state.metrics = metrics
 

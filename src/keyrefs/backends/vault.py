@@ -478,8 +478,10 @@ def _require_kv_version_2(mount: str, description: dict[str, Any]) -> None:
 def _make_client(config: VaultConfig, token: str) -> hvac.Client:
     session = requests.Session()
     # No retries below keyrefs: `call_with_retry` bounds the total time.
-    session.mount("http://", HTTPAdapter(max_retries=0))
-    session.mount("https://", HTTPAdapter(max_retries=0))
+    # 32 pooled connections, as many as the service's concurrent reads; with
+    # the default of 10, concurrent reads beyond 10 opened new connections.
+    session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=32))
+    session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=32))
     # hvac copies `verify` from a session that it is given, so set it there.
     session.verify = config.verify
     return hvac.Client(

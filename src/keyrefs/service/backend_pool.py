@@ -16,7 +16,11 @@ from keyrefs.backends.registry import load_factory
 from keyrefs.domain.coordinates import coordinate_from_row
 from keyrefs.errors import ConfigurationError, StorageNotFound
 from keyrefs.ids import DEFAULT_STORAGE_ID, SecretStorageId
+from keyrefs.service.cache import SecretCache
 from keyrefs.service.environment import describe_validation_error
+from keyrefs.service.guarded_backend import GuardedBackend
+from keyrefs.service.limiter import NO_LIMITS, RateLimits
+from keyrefs.service.metrics import ServiceMetrics
 from keyrefs.store import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -30,6 +34,10 @@ class BackendPool:
     The default storage's backend comes from settings. Every other storage's
     connection config is a secret itself, read from the default storage through
     the storage's own reference (scope `secret_storage`, NULL path).
+
+    Every backend the pool hands out is a `GuardedBackend`: rate-limited per
+    storage, counted in `metrics`, and invalidating `cache` on writes and
+    deletes.
     """
 
     def __init__(
@@ -38,11 +46,17 @@ class BackendPool:
         default_config: DefaultConfigBuilder,
         default_storage_type: str,
         resources: Mapping[str, Any],
+        metrics: ServiceMetrics | None = None,
+        limits: RateLimits = NO_LIMITS,
+        cache: SecretCache | None = None,
     ) -> None:
         self._sessions = sessions
         self._default_config = default_config
         self._default_storage_type = default_storage_type
         self._resources = resources
+        self.metrics = metrics or ServiceMetrics()
+        self._limits = limits
+        self.cache = cache
         self._backends: dict[SecretStorageId, SecretBackend] = {}
         self._lock = threading.Lock()
 
@@ -55,8 +69,19 @@ class BackendPool:
         with self._lock:
             return self._backends.setdefault(storage_id, backend)
 
-    def put(self, storage_id: SecretStorageId, backend: SecretBackend) -> None:
-        """Install a backend for a storage, replacing any built before."""
+    def put(
+        self,
+        storage_id: SecretStorageId,
+        backend: SecretBackend,
+        storage_type: str = "unknown",
+    ) -> None:
+        """Install a backend for a storage, replacing any built before.
+
+        A backend that is not guarded yet gets a guard without a rate limit,
+        labelled `storage_type` in the metrics.
+        """
+        if not isinstance(backend, GuardedBackend):
+            backend = self.guard(backend, storage_id, storage_type, limited=False)
         with self._lock:
             previous = self._backends.pop(storage_id, None)
             self._backends[storage_id] = backend
@@ -81,13 +106,40 @@ class BackendPool:
     ) -> SecretBackend:
         factory = load_factory(storage_type)
         context = BackendContext(storage_id=storage_id, resources=self._resources)
-        return factory.create(config, context)
+        return self.guard(factory.create(config, context), storage_id, storage_type)
+
+    def guard(
+        self,
+        backend: SecretBackend,
+        storage_id: SecretStorageId,
+        storage_type: str,
+        limited: bool = True,
+    ) -> GuardedBackend:
+        """Wrap `backend` with the storage type's rate limit, metrics and cache."""
+        return GuardedBackend(
+            backend,
+            storage_id,
+            storage_type,
+            self.metrics,
+            bucket=self._limits.bucket_for(storage_type) if limited else None,
+            batch_bucket=(
+                self._limits.batch_bucket_for(storage_type) if limited else None
+            ),
+            cache=self.cache,
+        )
 
     def _build(self, storage_id: SecretStorageId) -> SecretBackend:
-        if storage_id == DEFAULT_STORAGE_ID:
-            return self.build(
-                self._default_storage_type, self._default_config(), storage_id
+        storage_type, config = self.config_of(storage_id)
+        if storage_id != DEFAULT_STORAGE_ID:
+            logger.info(
+                "built %s backend for secret storage %s", storage_type, storage_id
             )
+        return self.build(storage_type, config, storage_id)
+
+    def config_of(self, storage_id: SecretStorageId) -> tuple[str, BaseModel]:
+        """Return a storage's type and validated connection config."""
+        if storage_id == DEFAULT_STORAGE_ID:
+            return self._default_storage_type, self._default_config()
         with self._sessions() as session:
             storage = repo.get_storage(session, storage_id)
             if storage is None:
@@ -125,5 +177,4 @@ class BackendPool:
                 f"stored connection config of secret storage {storage_id} is "
                 f"invalid: {detail}"
             ) from None
-        logger.info("built %s backend for secret storage %s", storage_type, storage_id)
-        return self.build(storage_type, config, storage_id)
+        return storage_type, config

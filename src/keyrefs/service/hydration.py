@@ -4,31 +4,34 @@ from __future__ import annotations
 
 import copy
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from keyrefs.backends.base import Found, ReadResult, SecretBackend
+from keyrefs.backends.base import Found
 from keyrefs.domain.coordinates import Coordinate, coordinate_from_row
 from keyrefs.domain.jsonpath import JsonPath, iter_nodes
 from keyrefs.domain.markers import Marker, find_markers, looks_like_marker
 from keyrefs.domain.spec import Spec
 from keyrefs.errors import (
     ForeignReference,
+    KeyrefsError,
     ReferenceNotFound,
     SecretExpired,
     SecretNotFound,
 )
 from keyrefs.ids import DEFAULT_STORAGE_ID, ActorId, SecretStorageId
 from keyrefs.secret_value import MASK, SecretValue
-from keyrefs.service.backend_pool import BackendPool
+from keyrefs.service.processing import require_object
+from keyrefs.service.reader import ReadKey, ReadOutcome, SecretReader
 from keyrefs.service.types import JsonObject
 from keyrefs.store import repositories as repo
-from keyrefs.store.models import SecretConfig
+from keyrefs.store.models import SecretConfig, SecretReference
 from keyrefs.store.types import utc_now
 
 logger = logging.getLogger(__name__)
@@ -45,71 +48,207 @@ class HydrationTarget:
     expires_at: datetime | None
 
 
-def resolve_markers(
-    session: Session, actor_id: ActorId, markers: Sequence[tuple[JsonPath, Marker]]
-) -> list[HydrationTarget]:
-    """Resolve every marker with one query (two when legacy markers are present)."""
-    reference_ids = [m.reference_id for _, m in markers if m.reference_id is not None]
-    references = repo.references_by_ids(session, reference_ids)
-    legacy = [(path, m) for path, m in markers if m.reference_id is None]
-    legacy_configs = _legacy_configs(session, actor_id, legacy)
+@dataclass(frozen=True)
+class HydrationResult:
+    """The outcome for one config of a batch: the full config or the error."""
 
-    targets = []
-    for path, marker in markers:
-        if marker.reference_id is None:
-            config = legacy_configs[path]
-        else:
-            reference = references.get(marker.reference_id)
-            if reference is None:
-                raise ReferenceNotFound(
-                    f"marker at {path} names reference {marker.reference_id}, "
-                    "which does not exist"
-                )
-            if (
-                reference.scope_type != repo.ACTOR_SCOPE
-                or reference.scope_id != actor_id
-            ):
-                raise ForeignReference(
-                    f"marker at {path} names reference {marker.reference_id}, "
-                    f"which does not belong to actor {actor_id}"
-                )
-            config = reference.secret_config
-        targets.append(_target(path, config))
-    return targets
+    config: JsonObject | None = None
+    error: KeyrefsError | None = None
 
 
-def _legacy_configs(
-    session: Session, actor_id: ActorId, legacy: list[tuple[JsonPath, Marker]]
-) -> dict[JsonPath, SecretConfig]:
-    """Resolve `{"_secret": COORD}` markers; the actor must reference each secret.
+MarkerList = Sequence[tuple[JsonPath, Marker]]
 
-    Short-lived secrets have no references: their coordinate, which holds a
-    random UUID, is the capability to read them until they expire.
+
+def hydrate_batch(
+    sessions: sessionmaker[Session],
+    reader: SecretReader,
+    items: Sequence[tuple[object, ActorId]],
+) -> list[HydrationResult]:
+    """Hydrate every (config, actor id) pair; one pair's error fails only that pair.
+
+    All markers are resolved in one query (two more when legacy markers are
+    present), and the values of all configs are read in one `SecretReader.read`.
     """
-    if not legacy:
-        return {}
+    results: dict[int, HydrationResult] = {}
+    pending: list[tuple[int, JsonObject, ActorId, MarkerList]] = []
+    for index, (document, actor_id) in enumerate(items):
+        try:
+            config = require_object(document, "config")
+        except KeyrefsError as exc:
+            results[index] = HydrationResult(error=exc)
+            continue
+        markers = markers_of(config)
+        if markers:
+            pending.append((index, config, actor_id, markers))
+        else:
+            results[index] = HydrationResult(config=dict(config))
+    if pending:
+        results.update(_hydrate_pending(sessions, reader, pending))
+    return [results[index] for index in range(len(items))]
+
+
+def _hydrate_pending(
+    sessions: sessionmaker[Session],
+    reader: SecretReader,
+    pending: list[tuple[int, JsonObject, ActorId, MarkerList]],
+) -> dict[int, HydrationResult]:
+    with sessions() as session:
+        resolved = resolve_many(
+            session, [(actor_id, markers) for _, _, actor_id, markers in pending]
+        )
+    results: dict[int, HydrationResult] = {}
+    ready: list[tuple[int, JsonObject, list[HydrationTarget]]] = []
+    for (index, config, _, _), targets in zip(pending, resolved, strict=True):
+        if isinstance(targets, KeyrefsError):
+            results[index] = HydrationResult(error=targets)
+            continue
+        try:
+            check_expiry(targets)
+        except SecretExpired as exc:
+            results[index] = HydrationResult(error=exc)
+            continue
+        ready.append((index, config, targets))
+
     keys = {
-        path: (marker.storage_id or DEFAULT_STORAGE_ID, marker.coordinate or "")
-        for path, marker in legacy
+        (target.storage_id, target.coordinate)
+        for _, _, targets in ready
+        for target in targets
     }
-    configs = repo.find_configs(session, keys.values())
-    used = {ref.secret_config_id for ref in repo.references_of_actor(session, actor_id)}
-    resolved = {}
-    for path, key in keys.items():
-        config = configs.get(key)
+    outcomes = reader.read(keys)
+    for index, config, targets in ready:
+        try:
+            values = collect_values(targets, outcomes)
+        except KeyrefsError as exc:
+            results[index] = HydrationResult(error=exc)
+        else:
+            results[index] = HydrationResult(
+                config=fill_values(config, targets, values)
+            )
+    return results
+
+
+def resolve_markers(
+    session: Session, actor_id: ActorId, markers: MarkerList
+) -> list[HydrationTarget]:
+    """Resolve every marker of one config, raising its first error."""
+    resolved = resolve_many(session, [(actor_id, markers)])[0]
+    if isinstance(resolved, KeyrefsError):
+        raise resolved
+    return resolved
+
+
+def resolve_many(
+    session: Session, requests: Sequence[tuple[ActorId, MarkerList]]
+) -> list[list[HydrationTarget] | KeyrefsError]:
+    """Resolve the markers of many configs with one query for all of them.
+
+    Legacy `{"_secret": COORD}` markers cost two more queries, for all configs
+    together. A config whose marker names a missing or foreign reference gets
+    the error instead of its targets.
+    """
+    reference_ids = [
+        marker.reference_id
+        for _, markers in requests
+        for _, marker in markers
+        if marker.reference_id is not None
+    ]
+    references = repo.references_by_ids(session, reference_ids)
+    legacy = _LegacyConfigs(session, requests)
+
+    resolved: list[list[HydrationTarget] | KeyrefsError] = []
+    for actor_id, markers in requests:
+        try:
+            targets = [
+                _target(path, _config_of(references, legacy, actor_id, path, marker))
+                for path, marker in markers
+            ]
+        except (ReferenceNotFound, ForeignReference) as exc:
+            resolved.append(exc)
+        else:
+            resolved.append(targets)
+    return resolved
+
+
+def _config_of(
+    references: dict[uuid.UUID, SecretReference],
+    legacy: _LegacyConfigs,
+    actor_id: ActorId,
+    path: JsonPath,
+    marker: Marker,
+) -> SecretConfig:
+    if marker.reference_id is None:
+        return legacy.config_for(actor_id, path, marker)
+    reference = references.get(marker.reference_id)
+    if reference is None:
+        raise ReferenceNotFound(
+            f"marker at {path} names reference {marker.reference_id}, "
+            "which does not exist"
+        )
+    if reference.scope_type != repo.ACTOR_SCOPE or reference.scope_id != actor_id:
+        raise ForeignReference(
+            f"marker at {path} names reference {marker.reference_id}, "
+            f"which does not belong to actor {actor_id}"
+        )
+    return reference.secret_config
+
+
+class _LegacyConfigs:
+    """The secret configs that `{"_secret": COORD}` markers name, for many actors.
+
+    The actor must reference each secret. Short-lived secrets have no
+    references: their coordinate, which contains a random UUID, is the
+    capability to read them until they expire.
+    """
+
+    def __init__(
+        self, session: Session, requests: Sequence[tuple[ActorId, MarkerList]]
+    ) -> None:
+        keys = {
+            _legacy_key(marker)
+            for _, markers in requests
+            for _, marker in markers
+            if marker.reference_id is None
+        }
+        actors = {
+            actor_id
+            for actor_id, markers in requests
+            if any(marker.reference_id is None for _, marker in markers)
+        }
+        self._configs = repo.find_configs(session, keys) if keys else {}
+        self._used: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+        if actors:
+            rows = session.execute(
+                select(
+                    SecretReference.scope_id, SecretReference.secret_config_id
+                ).where(
+                    SecretReference.scope_type == repo.ACTOR_SCOPE,
+                    SecretReference.scope_id.in_(list(actors)),
+                )
+            )
+            for scope_id, config_id in rows:
+                self._used[scope_id].add(config_id)
+
+    def config_for(
+        self, actor_id: ActorId, path: JsonPath, marker: Marker
+    ) -> SecretConfig:
+        key = _legacy_key(marker)
+        config = self._configs.get(key)
         if config is None:
             raise ReferenceNotFound(
                 f"marker at {path} names coordinate {key[1]} in storage {key[0]}, "
                 "which keyrefs has no record of"
             )
         short_lived = config.managed and config.expires_at is not None
-        if config.id not in used and not short_lived:
+        if config.id not in self._used[actor_id] and not short_lived:
             raise ForeignReference(
                 f"marker at {path} names coordinate {key[1]}, which actor "
                 f"{actor_id} does not reference"
             )
-        resolved[path] = config
-    return resolved
+        return config
+
+
+def _legacy_key(marker: Marker) -> tuple[SecretStorageId, str]:
+    return marker.storage_id or DEFAULT_STORAGE_ID, marker.coordinate or ""
 
 
 def _target(path: JsonPath, config: SecretConfig) -> HydrationTarget:
@@ -134,56 +273,31 @@ def check_expiry(targets: Sequence[HydrationTarget]) -> None:
             )
 
 
-def fetch_values(
-    pool: BackendPool, executor: Executor, targets: Sequence[HydrationTarget]
-) -> dict[tuple[SecretStorageId, Coordinate], SecretValue]:
-    """Read every target's value, one concurrent batch per storage.
-
-    Identical coordinates are read once. Any missing secret or backend error
-    fails the whole call, so no partial config is returned.
-    """
-    by_storage: dict[SecretStorageId, set[Coordinate]] = defaultdict(set)
-    for target in targets:
-        by_storage[target.storage_id].add(target.coordinate)
-
-    futures: list[tuple[SecretStorageId, Future[dict[Coordinate, ReadResult]]]] = []
-    for storage_id, coordinates in by_storage.items():
-        backend = pool.get(storage_id)
-        for chunk in _read_chunks(backend, sorted(coordinates, key=str)):
-            futures.append((storage_id, executor.submit(backend.read_many, chunk)))
-
-    results: dict[tuple[SecretStorageId, Coordinate], ReadResult] = {}
-    for storage_id, future in futures:
-        for coordinate, result in future.result().items():
-            results[(storage_id, coordinate)] = result
-
+def collect_values(
+    targets: Sequence[HydrationTarget], outcomes: dict[ReadKey, ReadOutcome]
+) -> dict[ReadKey, SecretValue]:
+    """Pick one config's values from the read outcomes; raise its first error."""
     values = {}
     for target in targets:
-        result = results[(target.storage_id, target.coordinate)]
-        if not isinstance(result, Found):
+        key = (target.storage_id, target.coordinate)
+        outcome = outcomes[key]
+        if isinstance(outcome, KeyrefsError):
+            raise outcome
+        if not isinstance(outcome, Found):
             raise SecretNotFound(
                 f"secret {target.coordinate} for {target.path} is missing from "
                 f"storage {target.storage_id}"
             )
-        values[(target.storage_id, target.coordinate)] = SecretValue(
-            result.value.reveal(), "json" if target.value_format == "json" else "text"
+        values[key] = SecretValue(
+            outcome.value.reveal(), "json" if target.value_format == "json" else "text"
         )
     return values
-
-
-def _read_chunks(
-    backend: SecretBackend, coordinates: list[Coordinate]
-) -> list[list[Coordinate]]:
-    """Split into one chunk for a batch-reading backend, else one per coordinate."""
-    if backend.capabilities.batch_read:
-        return [coordinates]
-    return [[coordinate] for coordinate in coordinates]
 
 
 def fill_values(
     config: JsonObject,
     targets: Sequence[HydrationTarget],
-    values: dict[tuple[SecretStorageId, Coordinate], SecretValue],
+    values: dict[ReadKey, SecretValue],
 ) -> JsonObject:
     full = copy.deepcopy(config)
     for target in targets:
@@ -199,7 +313,7 @@ def markers_of(config: JsonObject) -> list[tuple[JsonPath, Marker]]:
 def mask_config(spec: Spec, config: JsonObject) -> JsonObject:
     """Return a copy of `config` with every secret field and marker masked.
 
-    A spec that describes no fields cannot say which are secret, so then
+    A spec that describes no fields cannot mark any as secret, so then
     every scalar value is masked rather than returned as it is.
     """
     masked = copy.deepcopy(config)
