@@ -117,8 +117,49 @@ def parse_managed(text: str, prefix: str | None = None) -> ManagedCoordinate:
     )
 
 
+@dataclass(frozen=True)
+class OpaqueManagedCoordinate(ManagedCoordinate):
+    """A managed secret whose name keyrefs did not render, e.g. a migrated one.
+
+    Backends read and delete it under `name`, where they keep managed
+    secrets. It has no version to increment, so a new value becomes a new
+    secret. NOTE: the Azure backend builds its names from the scope and ids,
+    so it cannot address an opaque name.
+    """
+
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ExternalCoordinate(self.name)  # the same emptiness and length checks
+
+    @classmethod
+    def of(cls, name: str) -> OpaqueManagedCoordinate:
+        nil = uuid.UUID(int=0)
+        return cls(scope="workspace", scope_id=nil, secret_id=nil, name=name)
+
+    def render(self) -> str:
+        return self.name
+
+    def next_version(self) -> ManagedCoordinate:
+        raise InvalidCoordinate(
+            f"managed coordinate {self.name!r} has no version: store a new secret"
+        )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def managed_coordinate_from_name(text: str) -> ManagedCoordinate:
+    """Parse a managed name; a name of another shape becomes an opaque coordinate."""
+    try:
+        return parse_managed(text)
+    except InvalidCoordinate:
+        return OpaqueManagedCoordinate.of(text)
+
+
 def coordinate_from_row(text: str, *, managed: bool) -> Coordinate:
     """Build the coordinate of a `secret_config` row from its stored ownership."""
     if managed:
-        return parse_managed(text)
+        return managed_coordinate_from_name(text)
     return ExternalCoordinate(text)
