@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.gcp",
     "tests.fixtures.azure",
+    "tests.fixtures.flags",
 ]
 
 POSTGRES_URL_VARIABLE = "KEYREFS_TEST_POSTGRES_URL"
@@ -31,7 +32,7 @@ TEST_MASTER_KEY = base64.b64encode(b"k" * 32).decode()
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove every KEYREFS_* variable, so no test sees the developer's settings."""
+    """Remove every KEYREFS_* variable, so no test reads the developer's settings."""
     for name in list(os.environ):
         if name.startswith("KEYREFS_") and name != POSTGRES_URL_VARIABLE:
             monkeypatch.delenv(name)

@@ -239,3 +239,70 @@ def test_real_connector_through_cli(cli: Cli) -> None:
     assert json.loads(hydrated.stdout) == json.loads(
         config_file.read_text(encoding="utf-8")
     )
+
+
+def test_command_before_init_says_to_run_init(tmp_path: Path) -> None:
+    home = tmp_path / "empty"
+    runner = Cli(home, f"sqlite:///{home / 'keyrefs.db'}")
+    result = runner.run("references", "--actor-id", str(uuid.uuid4()))
+    assert result.returncode == 1
+    assert "keyrefs init" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_init_refuses_new_key_when_data_keys_exist(cli: Cli) -> None:
+    spec = cli.write("spec.json", SPEC)
+    config = cli.write("config.json", {"host": "h", "password": CANARY})
+    assert (
+        cli.run("process", "--spec", spec, "--config", config, *ids()).returncode == 0
+    )
+    url = cli.env["KEYREFS_DATABASE_URL"]
+    folder = (
+        Path(url.removeprefix("sqlite:///")).parent
+        if url.startswith("sqlite")
+        else cli.home
+    )
+    key_file = folder / "master.key"
+    key_file.unlink()
+    result = cli.run("init")
+    assert result.returncode == 2
+    assert "restore the key file" in result.stderr
+    assert not key_file.exists()
+
+
+def test_gc_failures_exit_with_backend_code(cli: Cli) -> None:
+    result = cli.run("gc", "--grace", "0s", "--storage-id", str(uuid.uuid4()))
+    assert result.returncode == 4
+    assert "does not exist" in result.stderr
+
+
+def test_workspace_storage_records_its_organization(cli: Cli) -> None:
+    from keyrefs.errors import NotFound
+    from keyrefs.ids import ActorId, OrganizationId, WorkspaceId
+    from keyrefs.service import KeyrefsService, tenancy
+    from keyrefs.service.types import ActorScope
+    from keyrefs.settings import Settings
+
+    workspace, organization = str(uuid.uuid4()), str(uuid.uuid4())
+    config = cli.write("local.json", {})
+    base = ["storage", "add", "--type", "local", "--scope", "workspace"]
+    unknown = cli.run(
+        *base, "--scope-id", workspace, "--descriptor", "w", "--config", config
+    )
+    assert unknown.returncode == 3
+    assert "send organization_id" in unknown.stderr
+    added = cli.run(
+        *base, "--scope-id", workspace, "--organization-id", organization,
+        "--descriptor", "w", "--config", config,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+    settings = Settings(home=cli.home, database_url=cli.env["KEYREFS_DATABASE_URL"])
+    with KeyrefsService(settings) as service:
+        stranger = ActorScope(
+            ActorId(uuid.uuid4()),
+            WorkspaceId(uuid.UUID(workspace)),
+            OrganizationId(uuid.uuid4()),
+        )
+        with pytest.raises(NotFound):
+            tenancy.claim_actor(service.session, stranger, stranger.organization_id)

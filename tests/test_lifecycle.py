@@ -220,3 +220,21 @@ def test_tombstoned_config_is_not_reused(
     with service.session() as session:
         assert session.scalars(select(SecretConfig.tombstone)).all() == [True]
     assert stored["password"]["_secret"] in local_coordinates(service)
+
+
+def test_zero_duration_only_where_allowed() -> None:
+    assert parse_duration("0s", allow_zero=True) == timedelta(0)
+    with pytest.raises(ValueError, match="a positive whole number"):
+        parse_duration("0s")
+
+
+def test_gc_of_unknown_storage_is_not_found(service: KeyrefsService) -> None:
+    from keyrefs.errors import StorageNotFound
+
+    with pytest.raises(StorageNotFound):
+        service.collect_garbage(GcOptions(storage_id=uuid.uuid4()))  # type: ignore[arg-type]
+
+
+def test_overlong_duration_is_invalid() -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("999999999d")

@@ -18,6 +18,7 @@ from keyrefs.errors import BackendError, ConfigurationError, LimitExceeded
 from keyrefs.ids import DEFAULT_STORAGE_ID, OrganizationId, SecretStorageId
 from keyrefs.secret_value import SecretValue
 from keyrefs.service import KeyrefsService
+from keyrefs.service.guarded_backend import unwrap
 from keyrefs.store.database import is_at_head
 from keyrefs.store.models import Base, LocalDataKey, LocalSecret
 
@@ -34,7 +35,7 @@ def write(
 
 @pytest.fixture
 def backend(service: KeyrefsService) -> LocalBackend:
-    found = service.backends.get(DEFAULT_STORAGE_ID)
+    found = unwrap(service.backends.get(DEFAULT_STORAGE_ID))
     assert isinstance(found, LocalBackend)
     return found
 
@@ -182,3 +183,14 @@ def test_reference_path_unique_includes_null_paths(service: KeyrefsService) -> N
             )
         with pytest.raises(IntegrityError):
             session.flush()
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    from keyrefs.store.database import create_database_engine
+
+    database = tmp_path / "private" / "keyrefs.db"
+    engine = create_database_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+    engine.dispose()
+    assert database.stat().st_mode & 0o777 == 0o600

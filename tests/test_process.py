@@ -384,3 +384,31 @@ def test_references_of_secret_config(
     [reference] = service.references_of_actor(scope.actor_id)
     listed = service.references_of_secret_config(reference.secret_config_id)  # type: ignore[arg-type]
     assert listed == [reference]
+
+
+def test_marker_copied_to_two_paths_keeps_both_values(
+    service: KeyrefsService, scope: ActorScope
+) -> None:
+    spec = {"type": "object", "properties": {"p1": SECRET, "p2": SECRET}}
+    first = service.process(scope, spec, {"p1": "one", "p2": "two"})
+    # A UI that duplicates an item sends the same marker at both paths.
+    service.process(scope, spec, {"p1": first["p1"], "p2": first["p1"]})
+    third = service.process(scope, spec, {"p1": "one-new", "p2": MASK})
+    fourth = service.process(scope, spec, {"p1": MASK, "p2": "two-new"})
+    assert service.hydrate(fourth, scope.actor_id) == {"p1": "one-new", "p2": "two-new"}
+    assert service.hydrate(third, scope.actor_id) == {"p1": "one-new", "p2": "two-new"}
+    both = service.process(scope, spec, {"p1": "a", "p2": "b"})
+    assert both["p1"]["_secret"] != both["p2"]["_secret"]
+    assert service.hydrate(both, scope.actor_id) == {"p1": "a", "p2": "b"}
+
+
+def test_too_many_secret_fields_is_invalid(
+    service: KeyrefsService, scope: ActorScope
+) -> None:
+    spec = {
+        "type": "object",
+        "properties": {"keys": {"type": "array", "items": SECRET}},
+    }
+    with pytest.raises(InvalidInput, match="at most 1000"):
+        service.process(scope, spec, {"keys": [f"k{i}" for i in range(1001)]})
+    assert local_coordinates(service) == set()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from keyrefs.domain.spec import Spec
-from keyrefs.errors import InvalidConfig, InvalidSpec
+from keyrefs.errors import InvalidConfig, InvalidInput, InvalidSpec
 
 
 def secret_paths(spec: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -368,3 +368,123 @@ def test_all_branches_mode_finds_secrets_of_unmatched_branches() -> None:
     assert [
         f.path.render() for f in Spec(spec).secret_fields(config, all_branches=True)
     ] == ["$.c.s"]
+
+
+def test_if_then_else_walks_the_taken_branch() -> None:
+    spec = {
+        "type": "object",
+        "properties": {"kind": {"type": "string"}},
+        "if": {"properties": {"kind": {"const": "basic"}}, "required": ["kind"]},
+        "then": {"properties": {"pw": SECRET}},
+        "else": {"properties": {"token": SECRET}},
+    }
+    assert secret_paths(spec, {"kind": "basic", "pw": "p", "token": "t"}) == ["$.pw"]
+    assert secret_paths(spec, {"kind": "oauth", "pw": "p", "token": "t"}) == ["$.token"]
+
+
+def test_dependent_schemas_and_dependencies() -> None:
+    spec = {
+        "type": "object",
+        "properties": {"user": {"type": "string"}},
+        "dependentSchemas": {"user": {"properties": {"pw": SECRET}}},
+        "dependencies": {"key_id": {"properties": {"key": SECRET}}},
+    }
+    config = {"user": "u", "pw": "p", "key_id": "k", "key": "s"}
+    assert secret_paths(spec, config) == ["$.key", "$.pw"]
+
+
+def test_unevaluated_properties_schema() -> None:
+    spec = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"host": {"type": "string"}},
+        "unevaluatedProperties": SECRET,
+    }
+    assert secret_paths(spec, {"host": "h", "anything": "x"}) == ["$.anything"]
+
+
+def test_ref_with_sibling_secret_mark() -> None:
+    spec = {
+        "type": "object",
+        "definitions": {"text": {"type": "string"}},
+        "properties": {"pw": {"$ref": "#/definitions/text", "airbyte_secret": True}},
+    }
+    assert secret_paths(spec, {"pw": "p"}) == ["$.pw"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"properties": {"a": {"not": {"properties": {"b": SECRET}}}}},
+        {"properties": {"a": {"contains": SECRET}}},
+        {"properties": {"a": {"$dynamicRef": "#meta"}}},
+        {
+            "properties": {"a": {"$ref": "#/definitions/x"}},
+            "definitions": {"x": {"$ref": "https://example.invalid/s"}},
+        },
+    ],
+)
+def test_specs_the_walker_cannot_follow_are_rejected(spec: Any) -> None:
+    with pytest.raises(InvalidSpec):
+        Spec(spec)
+
+
+def test_remote_ref_is_never_fetched(tmp_path: Any) -> None:
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "string"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        specs = [
+            {"properties": {"a": {"$ref": f"{base}/s.json"}}},
+            {
+                "properties": {
+                    "a": {"airbyte_secret": True, "allOf": [{"$ref": f"{base}/s.json"}]}
+                }
+            },
+            {"$id": f"{base}/root.json", "properties": {"a": {"$ref": "s.json"}}},
+        ]
+        for spec in specs:
+            with pytest.raises(InvalidSpec):
+                walker = Spec(spec)
+                walker.validate({"a": "x"})
+                [field] = walker.secret_fields({"a": "x"})
+                walker.validate_secret_value(field, "x")
+    finally:
+        server.shutdown()
+    assert requests == []
+
+
+def test_cyclic_ref_with_deep_value_is_a_clear_error() -> None:
+    spec = {
+        "definitions": {
+            "node": {
+                "type": "object",
+                "properties": {"next": {"$ref": "#/definitions/node"}},
+            }
+        },
+        "$ref": "#/definitions/node",
+    }
+    config: dict[str, Any] = {}
+    node = config
+    for _ in range(3000):
+        node["next"] = {}
+        node = node["next"]
+    with pytest.raises((InvalidSpec, InvalidInput)):
+        walker = Spec(spec)
+        walker.validate(config)
+        walker.secret_fields(config)

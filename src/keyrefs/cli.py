@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
+from keyrefs import hydration_lines
 from keyrefs.api.cli import register_api_commands
 from keyrefs.domain.durations import parse_duration
 from keyrefs.errors import ConfigurationError, InvalidInput, KeyrefsError
@@ -30,7 +33,8 @@ from keyrefs.ids import (
     SecretStorageId,
     WorkspaceId,
 )
-from keyrefs.service import KeyrefsService
+from keyrefs.rollout_cli import register_rollout_commands
+from keyrefs.service import KeyrefsService, tenancy
 from keyrefs.service.environment import describe_validation_error
 from keyrefs.service.gc import GcOptions
 from keyrefs.service.storages import ScopeType
@@ -40,6 +44,7 @@ from keyrefs.settings import Settings
 logger = logging.getLogger("keyrefs.cli")
 
 EXIT_INTERNAL = 1
+EXIT_BACKEND = 5
 
 app = typer.Typer(
     help="keyrefs: keep connector secrets out of stored configs.",
@@ -129,12 +134,69 @@ def process(
 
 
 @app.command()
-def hydrate(config: FileArgument, actor_id: UuidOption) -> None:
-    """Print the full config of a stored config, secret values included."""
+def hydrate(
+    config: Annotated[
+        str | None, typer.Option(help="Path of a JSON file, or - for standard input.")
+    ] = None,
+    actor_id: Annotated[uuid.UUID | None, typer.Option()] = None,
+    input_file: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help='JSON Lines file, or -, of {"actor_id": ..., "config": {...}}; '
+            "prints one JSON line per input line, in order.",
+        ),
+    ] = None,
+    organization_id: Annotated[
+        uuid.UUID | None,
+        typer.Option(help="Organization for the feature flags; default: the owner."),
+    ] = None,
+    workspace_id: Annotated[
+        uuid.UUID | None,
+        typer.Option(help="Workspace for the feature flags; default: the owner."),
+    ] = None,
+) -> None:
+    """Print the full config of a stored config, secret values included.
+
+    With --input, exits 0 when every line was hydrated, else with the exit
+    code of the first line that failed.
+    """
+    if input_file is not None:
+        if config is not None or actor_id is not None:
+            _usage_error("--input excludes --config and --actor-id")
+        _hydrate_lines(input_file)
+        return
+    if config is None or actor_id is None:
+        _usage_error("give --config and --actor-id, or --input")
     document = _read_json_files(config=config)["config"]
     with _service() as service:
-        full = service.hydrate(document, ActorId(actor_id))
+        full = service.hydrate(
+            document,
+            ActorId(actor_id),
+            OrganizationId(organization_id) if organization_id else None,
+            WorkspaceId(workspace_id) if workspace_id else None,
+        )
     _print_json(full)
+
+
+def _hydrate_lines(path: str) -> None:
+    try:
+        text = (
+            sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        )
+    except FileNotFoundError:
+        raise InvalidInput(f"--input file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"--input file {path} cannot be read: {type(exc).__name__}"
+        ) from None
+    lines = hydration_lines.parse_lines(text, path)
+    with _service() as service:
+        output, exit_code = hydration_lines.hydrate_lines(service, lines)
+    for document in output:
+        sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 @app.command()
@@ -191,7 +253,7 @@ def gc(
     """Delete unreferenced, expired and orphaned managed secrets; print a summary."""
     options = GcOptions(
         dry_run=dry_run,
-        grace=_duration(grace, "--grace"),
+        grace=_duration(grace, "--grace", allow_zero=True),
         storage_id=SecretStorageId(storage_id) if storage_id else None,
         limit=limit,
     )
@@ -200,6 +262,7 @@ def gc(
     _print_json(report.to_json())
     if report.failures:
         _message(f"{len(report.failures)} deletions failed; a later run retries them")
+        raise typer.Exit(EXIT_BACKEND)
 
 
 @storage_app.command("add")
@@ -219,7 +282,8 @@ def storage_add(
     organization_id: Annotated[
         uuid.UUID | None,
         typer.Option(
-            help="Owning organization of a workspace scope; defaults to the scope id."
+            help="Organization of a workspace scope; needed the first time a "
+            "workspace is named."
         ),
     ] = None,
 ) -> None:
@@ -234,8 +298,12 @@ def storage_add(
             f"--scope {scope!r} is invalid: expected organization or workspace"
         )
     values = _read_json_files(config=config)["config"]
-    owner = OrganizationId(organization_id or scope_id)
     with _service() as service:
+        # Records which organization a workspace belongs to, as the HTTP API
+        # does, so that no other organization can claim the workspace later.
+        owner = tenancy.claim_storage_owner(
+            service.session, scope_type, scope_id, organization_id, None
+        )
         storage = service.add_storage(
             type, scope_type, scope_id, owner, descriptor, values
         )
@@ -258,6 +326,7 @@ def storage_migrate(
     _print_json(report.to_json())
     if report.failures:
         _message(f"{len(report.failures)} secrets failed to move; run it again")
+        raise typer.Exit(EXIT_BACKEND)
 
 
 @storage_app.command("list")
@@ -277,6 +346,7 @@ def storage_tombstone(storage_id: Annotated[uuid.UUID, typer.Argument()]) -> Non
 
 
 register_api_commands(app)
+register_rollout_commands(app)
 
 
 # Plumbing ---------------------------------------------------------------------
@@ -301,9 +371,9 @@ def _service() -> Iterator[KeyrefsService]:
         service.close()
 
 
-def _duration(text: str, option: str) -> timedelta:
+def _duration(text: str, option: str, allow_zero: bool = False) -> timedelta:
     try:
-        return parse_duration(text)
+        return parse_duration(text, allow_zero)
     except ValueError as exc:
         _usage_error(f"{option}: {exc}")
 
@@ -373,11 +443,33 @@ def main() -> None:
     except KeyrefsError as exc:
         _message(f"error: {exc}")
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        # The exception's text may quote database parameters, so only its type is shown.
-        _message(f"error: unexpected {type(exc).__name__}; rerun with -v for details")
-        logger.debug("unexpected error", exc_info=True)
+    except DBAPIError as exc:
+        # The driver's text may quote statement parameters, so only its type is shown.
+        _message(
+            f"error: the database failed ({type(exc.orig).__name__}): run "
+            "`keyrefs init` if the database is new, and check KEYREFS_DATABASE_URL"
+        )
+        _log_location(exc)
         sys.exit(EXIT_INTERNAL)
+    except Exception as exc:
+        # The exception's text may quote secret input, so only its type is shown.
+        _message(f"error: unexpected {type(exc).__name__}; rerun with -v for details")
+        _log_location(exc)
+        sys.exit(EXIT_INTERNAL)
+
+
+def _log_location(exc: BaseException) -> None:
+    """Log where an unexpected exception was raised, without its message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        logger.info(
+            "%s raised at %s:%d in %s",
+            type(exc).__name__,
+            last.filename,
+            last.lineno,
+            last.name,
+        )
 
 
 if __name__ == "__main__":

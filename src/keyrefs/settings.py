@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     master_key_file: Path | None = None
     secret_storage: str = "local"
     managed_prefix: str = "keyrefs_"
+    # Prefix of the secrets written while keyrefs.persist-references is off.
+    # Garbage collection sweeps only `managed_prefix`, which must not overlap
+    # it, because those secrets have no secret_config rows until a backfill.
+    legacy_prefix: str = "legacy_"
+    # A flagd flag file (JSON), evaluated in-process; without it every flag
+    # takes its default.
+    flags_file: Path | None = None
 
     vault_address: str | None = None
     vault_token: SecretStr | None = None
@@ -58,6 +65,18 @@ class Settings(BaseSettings):
 
     # Seconds that hydrated values stay cached; 0 turns the cache off.
     cache_ttl: float = Field(default=0.0, ge=0)
+    # Bounds of that cache: entries, and bytes of cached values.
+    cache_max_entries: int = Field(default=10_000, ge=1)
+    cache_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+
+    # Requests per second per storage of each backend type; 0 means no limit.
+    # service/limiter.py explains the defaults.
+    vault_max_rps: float = Field(default=500.0, ge=0)
+    aws_max_rps: float = Field(default=5_000.0, ge=0)
+    aws_batch_max_rps: float = Field(default=80.0, ge=0)
+    gcp_max_rps: float = Field(default=1_200.0, ge=0)
+    azure_max_rps: float = Field(default=300.0, ge=0)
+    local_max_rps: float = Field(default=0.0, ge=0)
 
     @field_validator("secret_storage")
     @classmethod
@@ -68,6 +87,17 @@ class Settings(BaseSettings):
                 f"expected one of {', '.join(ENVIRONMENT_NAMES)}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _separate_prefixes(self) -> Settings:
+        managed, legacy = self.managed_prefix, self.legacy_prefix
+        if managed.startswith(legacy) or legacy.startswith(managed):
+            raise ValueError(
+                f"KEYREFS_LEGACY_PREFIX={legacy!r} overlaps KEYREFS_MANAGED_PREFIX="
+                f"{managed!r}: garbage collection would delete legacy secrets; "
+                "choose prefixes where neither starts with the other"
+            )
+        return self
 
     @property
     def home_path(self) -> Path:

@@ -607,3 +607,5 @@ def test_audit_records_writes_and_failures(
     assert events[1].token_id == data.token_id
     assert stored["password"]["_secret"] in events[0].coordinates
     assert '"$[\\"password\\"]"' in events[0].coordinates
+    # Hydration records the coordinates it read, from the stored config's markers.
+    assert stored["password"]["_secret"] in events[1].coordinates

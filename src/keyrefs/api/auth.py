@@ -51,7 +51,7 @@ def require_role(role: Role) -> Callable[[Principal], Principal]:
         if principal.role is not role:
             raise RoleNotAllowed(
                 f"a {principal.role.value} token may not call this operation: "
-                f"it needs a {role.value} token"
+                f"it needs a token with the role {role.value}"
             )
         return principal
 

@@ -89,7 +89,9 @@ class MasterKey:
         except FileNotFoundError:
             raise ConfigurationError(
                 f"master key file {path} does not exist: run `keyrefs init` to "
-                "create it, or set KEYREFS_MASTER_KEY or KEYREFS_MASTER_KEY_FILE"
+                "create it on a new database, restore the file if the database "
+                "already holds secrets, or set KEYREFS_MASTER_KEY or "
+                "KEYREFS_MASTER_KEY_FILE"
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigurationError(

@@ -17,7 +17,6 @@ ENTRY_POINT_GROUP = "keyrefs.backends"
 # storage type -> (module:factory, optional extra that installs its SDK)
 BUILTIN_FACTORIES: dict[str, tuple[str, str | None]] = {
     "local": ("keyrefs.backends.local:LocalBackendFactory", None),
-    "memory": ("keyrefs.backends.memory:MemoryBackendFactory", None),
     "vault": ("keyrefs.backends.vault:VaultBackendFactory", "vault"),
     "aws_secrets_manager": ("keyrefs.backends.aws:AwsBackendFactory", "aws"),
     "google_secret_manager": ("keyrefs.backends.gcp:GoogleBackendFactory", "gcp"),

@@ -18,15 +18,18 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft7Validator, ValidationError
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource, Unresolvable
 
 from keyrefs.domain.jsonpath import ROOT, JsonPath
-from keyrefs.errors import InvalidConfig, InvalidSpec
+from keyrefs.errors import InvalidConfig, InvalidInput, InvalidSpec
 
 SECRET_KEYWORDS = ("airbyte_secret", "x-secret")
 MAX_REPORTED_ERRORS = 10
@@ -57,6 +60,7 @@ class Spec:
                 f"spec must be a JSON object, got {type(document).__name__}"
             )
         self.document: Schema = document
+        _check_supported(document, JsonPath(), secret_allowed=True)
         validator_class = validator_for(document, default=Draft7Validator)
         try:
             validator_class.check_schema(document)
@@ -68,8 +72,10 @@ class Spec:
             ) from None
         self._relaxed_by_id: dict[int, Schema] = {}
         relaxed = self._relax(document)
-        self._validator = validator_class(relaxed)
-        self._strict_validator = validator_class(document)
+        # No retrieval: a spec can never make keyrefs fetch a URL.
+        registry: Registry[Any] = Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
+        self._validator = validator_class(relaxed, registry=registry)
+        self._strict_validator = validator_class(document, registry=registry)
 
     @property
     def has_properties(self) -> bool:
@@ -79,7 +85,8 @@ class Spec:
 
     def validate(self, config: object) -> None:
         """Validate a config whose secret fields may hold markers or masks."""
-        found = self._validator.iter_errors(config)  # type: ignore[arg-type]
+        with _schema_failures():
+            found = list(self._validator.iter_errors(config))  # type: ignore[arg-type]
         errors = sorted(found, key=lambda e: list(e.absolute_path))
         if errors:
             raise InvalidConfig(_describe_errors(errors))
@@ -87,7 +94,8 @@ class Spec:
     def validate_secret_value(self, secret: SecretField, value: object) -> None:
         """Validate a raw secret value against the rules of its own schema."""
         validator = self._strict_validator.evolve(schema=secret.schema)
-        errors = list(validator.iter_errors(value))  # type: ignore[arg-type]
+        with _schema_failures():
+            errors = list(validator.iter_errors(value))  # type: ignore[arg-type]
         if errors:
             raise InvalidConfig(_describe_errors(errors, base=secret.path))
 
@@ -100,7 +108,8 @@ class Spec:
         not the value matches it, so a config that no longer validates is still
         masked wherever any branch marks a secret.
         """
-        walked = self._walk(self.document, config, ROOT, all_branches)
+        with _schema_failures():
+            walked = list(self._walk(self.document, config, ROOT, all_branches))
         found = {field.path: field for field in walked}
         return [found[path] for path in sorted(found, key=_path_sort_key)]
 
@@ -109,11 +118,21 @@ class Spec:
     def _walk(
         self, schema: object, value: object, path: JsonPath, all_branches: bool = False
     ) -> Iterator[SecretField]:
-        schema = self._resolve(schema, path)
         if not isinstance(schema, dict) or value is None:
             return
         if is_secret_schema(schema):
             yield SecretField(path, schema)
+            return
+        if isinstance(schema.get("$ref"), str):
+            # Keywords beside a $ref apply too (2019-09 and later, and in
+            # practice in draft 7 specs), so both the target and the siblings
+            # are walked.
+            target, siblings = self._resolve(schema, path)
+            if is_secret_schema(target) or any(map(is_secret_schema, siblings)):
+                yield SecretField(path, target if isinstance(target, dict) else {})
+                return
+            for part in (target, *siblings):
+                yield from self._walk(part, value, path, all_branches)
             return
 
         for subschema in schema.get("allOf", []):
@@ -124,11 +143,25 @@ class Spec:
                 # branches is treated as secret wherever either branch marks it secret.
                 if all_branches or self._matches(branch, value):
                     yield from self._walk(branch, value, path, all_branches)
+        yield from self._walk_conditional(schema, value, path, all_branches)
 
         if isinstance(value, dict):
             yield from self._walk_object(schema, value, path, all_branches)
         elif isinstance(value, list):
             yield from self._walk_array(schema, value, path, all_branches)
+
+    def _walk_conditional(
+        self, schema: Schema, value: object, path: JsonPath, all_branches: bool
+    ) -> Iterator[SecretField]:
+        if "if" not in schema:
+            return
+        matched = self._matches(schema["if"], value)
+        if matched:
+            yield from self._walk(schema["if"], value, path, all_branches)
+        if all_branches or matched:
+            yield from self._walk(schema.get("then"), value, path, all_branches)
+        if all_branches or not matched:
+            yield from self._walk(schema.get("else"), value, path, all_branches)
 
     def _walk_object(
         self, schema: Schema, value: dict[str, Any], path: JsonPath, all_branches: bool
@@ -136,6 +169,13 @@ class Spec:
         properties = schema.get("properties", {})
         patterns = schema.get("patternProperties", {})
         additional = schema.get("additionalProperties")
+        if additional is None:
+            additional = schema.get("unevaluatedProperties")
+        for keyword in ("dependencies", "dependentSchemas"):
+            for key, dependent in schema.get(keyword, {}).items():
+                # A dependent schema applies to the whole object when `key` is present.
+                if key in value and isinstance(dependent, dict):
+                    yield from self._walk(dependent, value, path, all_branches)
         for key, item in value.items():
             matched = False
             if key in properties:
@@ -171,15 +211,20 @@ class Spec:
         validator = self._validator.evolve(schema=relaxed)
         return bool(validator.is_valid(value))  # type: ignore[arg-type]
 
-    def _resolve(self, schema: object, path: JsonPath) -> object:
+    def _resolve(self, schema: object, path: JsonPath) -> tuple[object, list[Schema]]:
+        """Follow a chain of $refs; return the target and the keywords beside each."""
         seen: set[str] = set()
+        siblings: list[Schema] = []
         while isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
             reference: str = schema["$ref"]
             if reference in seen:
                 raise InvalidSpec(f"spec $ref {reference!r} at {path} refers to itself")
             seen.add(reference)
+            beside = {key: item for key, item in schema.items() if key != "$ref"}
+            if beside:
+                siblings.append(beside)
             schema = _resolve_pointer(self.document, reference, path)
-        return schema
+        return schema, siblings
 
     def _relax(self, schema: object) -> Any:
         """Copy `schema`, replacing every secret schema by one that accepts anything."""
@@ -193,6 +238,76 @@ class Spec:
             relaxed = {key: self._relax(item) for key, item in schema.items()}
         self._relaxed_by_id[id(schema)] = relaxed
         return relaxed
+
+
+# Keywords whose subschemas the walker follows. A secret marked below any
+# other keyword (not, contains, propertyNames, ...) would be missed, so a spec
+# with one is rejected.
+_SCHEMA_KEYWORDS = {
+    "items", "additionalItems", "additionalProperties", "unevaluatedProperties",
+    "if", "then", "else",
+}  # fmt: skip
+_SCHEMA_LIST_KEYWORDS = {"allOf", "anyOf", "oneOf", "prefixItems"}
+_SCHEMA_MAP_KEYWORDS = {
+    "properties", "patternProperties", "definitions", "$defs",
+    "dependencies", "dependentSchemas",
+}  # fmt: skip
+_UNSUPPORTED_REFERENCES = ("$dynamicRef", "$recursiveRef")
+
+
+def _check_supported(node: object, where: JsonPath, secret_allowed: bool) -> None:
+    """Reject specs the walker cannot follow: remote refs, and hidden secret marks."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _check_supported(item, where.child(index), secret_allowed)
+        return
+    if not isinstance(node, dict):
+        return
+    if is_secret_schema(node) and not secret_allowed:
+        raise InvalidSpec(
+            f"spec marks a secret at {where} under a keyword keyrefs does not "
+            "follow (such as not, contains or propertyNames): move the mark to "
+            "properties, items or a oneOf/anyOf/allOf branch"
+        )
+    reference = node.get("$ref")
+    if isinstance(reference, str) and not reference.startswith("#"):
+        raise InvalidSpec(
+            f"spec $ref {reference!r} at {where} is not local: only references "
+            "into the same spec (#/definitions/..., #/$defs/...) are supported"
+        )
+    for keyword in _UNSUPPORTED_REFERENCES:
+        if keyword in node:
+            raise InvalidSpec(
+                f"spec uses {keyword} at {where}, which keyrefs does not support"
+            )
+    for key, item in node.items():
+        inside = where.child(key)
+        if key in _SCHEMA_KEYWORDS or key in _SCHEMA_LIST_KEYWORDS:
+            _check_supported(item, inside, secret_allowed)
+        elif key in _SCHEMA_MAP_KEYWORDS and isinstance(item, dict):
+            for name, subschema in item.items():
+                _check_supported(subschema, inside.child(name), secret_allowed)
+        elif isinstance(item, (dict, list)):
+            _check_supported(item, inside, secret_allowed=False)
+
+
+def _refuse_retrieval(uri: str) -> Resource[Any]:
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
+
+
+@contextmanager
+def _schema_failures() -> Iterator[None]:
+    """Turn unresolvable references and runaway recursion into keyrefs errors."""
+    try:
+        yield
+    except Unresolvable as exc:
+        raise InvalidSpec(
+            f"spec has a reference that cannot be resolved: {exc.ref!r}"
+        ) from None
+    except RecursionError:
+        raise InvalidInput(
+            "spec or config is nested too deeply (or the spec's $refs loop): flatten it"
+        ) from None
 
 
 def _resolve_pointer(document: Schema, reference: str, path: JsonPath) -> object:

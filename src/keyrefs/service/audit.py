@@ -94,7 +94,8 @@ def audited(sessions: SessionSource, event: Event) -> Iterator[Outcome]:
                 event,
                 actor_id=outcome.actor_id,
                 storage_id=outcome.storage_id,
-                coordinates=outcome.coordinates,
+                # Coordinates set inside the block win; else those known up front.
+                coordinates=outcome.coordinates or event.coordinates,
                 result=result,
             ),
         )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from openfeature.provider import FeatureProvider
 from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,18 +22,30 @@ from keyrefs.backends.registry import load_factory
 from keyrefs.domain.jsonpath import JsonPath
 from keyrefs.domain.markers import IncomingSecret
 from keyrefs.domain.spec import Spec
-from keyrefs.errors import ConcurrentUpdate, ConfigurationError, InvalidInput, NotFound
+from keyrefs.errors import (
+    ConcurrentUpdate,
+    ConfigurationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+)
 from keyrefs.ids import (
     DEFAULT_STORAGE_ID,
     ActorId,
     OrganizationId,
     SecretConfigId,
     SecretStorageId,
+    WorkspaceId,
 )
-from keyrefs.service import cleanup, hydration, processing, storages
+from keyrefs.service import cleanup, hydration, legacy, processing, storages
 from keyrefs.service.backend_pool import BackendPool
+from keyrefs.service.cache import cache_from_settings
 from keyrefs.service.environment import environment_config
+from keyrefs.service.flags import FeatureFlags, FlagContext, hydration_context
 from keyrefs.service.gc import GarbageCollector, GcOptions, GcReport, ProgressCallback
+from keyrefs.service.limiter import limits_from_settings
+from keyrefs.service.metrics import ServiceMetrics
+from keyrefs.service.reader import SecretReader
 from keyrefs.service.storage_migration import StorageMigration, StorageMigrationReport
 from keyrefs.service.storages import ScopeType
 from keyrefs.service.types import ActorScope, JsonObject, ReferenceView, StorageView
@@ -42,7 +56,7 @@ from keyrefs.store.database import (
     session_factory,
     upgrade_to_head,
 )
-from keyrefs.store.models import SecretReference
+from keyrefs.store.models import LocalDataKey, SecretReference
 from keyrefs.store.types import utc_now
 
 logger = logging.getLogger(__name__)
@@ -62,22 +76,43 @@ class InitResult:
 class KeyrefsService:
     """Process, hydrate and mask configs; manage actors' references and storages."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        flag_provider: FeatureProvider | None = None,
+    ) -> None:
+        """Build the service; `flag_provider` replaces the KEYREFS_FLAGS_FILE one.
+
+        The caller keeps ownership of `flag_provider`: `close` does not shut it
+        down.
+        """
         self.settings = settings
+        if flag_provider is not None:
+            self.flags = FeatureFlags(flag_provider, owns_provider=False)
+        else:
+            self.flags = FeatureFlags.from_file(settings.flags_file)
         self.engine = engine or create_database_engine(settings.resolved_database_url)
         self._sessions: sessionmaker[Session] = session_factory(self.engine)
         self._master_key: MasterKey | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=MAX_CONCURRENT_READS, thread_name_prefix="keyrefs-read"
         )
+        self.metrics = ServiceMetrics()
+        self.cache = cache_from_settings(settings)
         self.backends = BackendPool(
             self._sessions,
             default_config=self._default_backend_config,
             default_storage_type=settings.default_storage_type,
             resources=_LazyResources(self),
+            metrics=self.metrics,
+            limits=limits_from_settings(settings),
+            cache=self.cache,
         )
+        self._reader = SecretReader(self.backends, self._executor, self.cache)
 
     def close(self) -> None:
+        self.flags.close()
         self.backends.close()
         self._executor.shutdown(wait=False)
         self.engine.dispose()
@@ -121,14 +156,24 @@ class KeyrefsService:
         if self.settings.master_key is not None:
             return None
         path = self.settings.default_master_key_path
-        if path.exists() or (
-            self.settings.master_key_file is not None and path.exists()
-        ):
+        if path.exists():
             return None
         if self.settings.master_key_file is not None:
             raise ConfigurationError(
                 f"KEYREFS_MASTER_KEY_FILE={path} does not exist: create it or unset "
                 "the variable so that `keyrefs init` creates a key file"
+            )
+        with self._sessions() as session:
+            wrapped_keys = session.scalar(
+                select(func.count()).select_from(LocalDataKey)
+            )
+        if wrapped_keys:
+            # A new key could not decrypt the existing data keys, so every
+            # local secret would be lost.
+            raise ConfigurationError(
+                f"master key file {path} is missing, but the database holds "
+                f"{wrapped_keys} data keys wrapped by a master key: restore the "
+                "key file (or set KEYREFS_MASTER_KEY) instead of creating a new one"
             )
         MasterKey.create_file(path)
         logger.info("created master key file %s", path)
@@ -174,6 +219,9 @@ class KeyrefsService:
         if ttl is not None and ttl <= timedelta(0):
             raise InvalidInput("ttl must be positive")
         classified = processing.classify_fields(Spec(spec), config)
+        context = FlagContext(scope.organization_id, scope.workspace_id, scope.actor_id)
+        if not self.flags.persist_references(context):
+            return self._process_legacy(scope, config, previous_config, classified, ttl)
         for attempt in range(1, MAX_PROCESS_ATTEMPTS + 1):
             try:
                 return self._process_once(
@@ -209,6 +257,7 @@ class KeyrefsService:
                 expires_at,
             )
             plans = [planner.plan(path, incoming) for path, incoming in classified]
+            plans = planner.finalize(plans)
 
         self._write_values(plans)
 
@@ -233,8 +282,46 @@ class KeyrefsService:
             len(plans),
             sum(plan.write is not None for plan in plans),
         )
+        with self._sessions() as session:
+            context = FlagContext(
+                scope.organization_id, scope.workspace_id, scope.actor_id
+            )
+            unused = self.flags.configs_to_clean(session, context, unused)
         cleanup.delete_unreferenced(self._sessions, self.backends, unused)
         return processing.render_stored_config(config, plans)
+
+    def _process_legacy(
+        self,
+        scope: ActorScope,
+        config: JsonObject,
+        previous_config: JsonObject | None,
+        classified: list[tuple[JsonPath, IncomingSecret]],
+        ttl: timedelta | None,
+    ) -> JsonObject:
+        """Process with keyrefs.persist-references off: values only, no rows.
+
+        NOTE: the versions that an update replaces stay in the backend, since
+        without rows nothing shows that no other config uses them.
+        """
+        expires_at = utc_now() + ttl if ttl is not None else None
+        with self._sessions() as session:
+            planner = legacy.LegacyPlanner(
+                session,
+                scope,
+                self.settings.legacy_prefix,
+                previous_config,
+                expires_at,
+            )
+            fields = [planner.plan(path, incoming) for path, incoming in classified]
+        legacy.write_values(self.backends, self._executor, fields)
+        logger.info(
+            "processed config of actor %s in legacy mode: %d secret fields, "
+            "%d new values",
+            scope.actor_id,
+            len(fields),
+            sum(item.write is not None for item in fields),
+        )
+        return legacy.render_legacy_config(config, fields)
 
     def _write_values(self, plans: list[processing.PlannedSecret]) -> None:
         writes = [plan for plan in plans if plan.write is not None]
@@ -248,17 +335,43 @@ class KeyrefsService:
 
     # Read path ------------------------------------------------------------
 
-    def hydrate(self, config: object, actor_id: ActorId) -> JsonObject:
-        """Return the full config, every secret value back in its JSON type."""
+    def hydrate(
+        self,
+        config: object,
+        actor_id: ActorId,
+        organization_id: OrganizationId | None = None,
+        workspace_id: WorkspaceId | None = None,
+    ) -> JsonObject:
+        """Return the full config, every secret value back in its JSON type.
+
+        The organization and workspace select the feature flags; without them
+        the actor's recorded owner is used.
+        """
         config = processing.require_object(config, "config")
-        markers = hydration.markers_of(config)
-        if not markers:
-            return dict(config)
         with self._sessions() as session:
-            targets = hydration.resolve_markers(session, actor_id, markers)
-        hydration.check_expiry(targets)
-        values = hydration.fetch_values(self.backends, self._executor, targets)
-        return hydration.fill_values(config, targets, values)
+            context = hydration_context(
+                session, actor_id, organization_id, workspace_id
+            )
+        if not self.flags.read_by_reference_id(context):
+            return legacy.hydrate_by_coordinate(
+                self._sessions, self._reader, config, actor_id
+            )
+        result = self.hydrate_many([(config, actor_id)])[0]
+        if result.error is not None:
+            raise result.error
+        assert result.config is not None
+        return result.config
+
+    def hydrate_many(
+        self, items: Sequence[tuple[object, ActorId]]
+    ) -> list[hydration.HydrationResult]:
+        """Hydrate many (config, actor id) pairs; return one result per pair, in order.
+
+        Each result holds the full config or the keyrefs error of that pair
+        alone. One query resolves the markers of all configs, and their values
+        are read together, grouped by storage.
+        """
+        return hydration.hydrate_batch(self._sessions, self._reader, items)
 
     def mask(self, spec: object, config: object) -> JsonObject:
         """Return the config for display, every secret field showing the mask."""
@@ -333,6 +446,7 @@ class KeyrefsService:
             config,
             self.settings.managed_prefix,
         )
+        self._reject_overlapping_namespace(storage_type, config)
         backend = self.backends.build(storage_type, config, SecretStorageId(new.row.id))
         backend.check_connection()
         self.backends.get(DEFAULT_STORAGE_ID).write(new.credential_write)
@@ -347,6 +461,24 @@ class KeyrefsService:
             scope_id,
         )
         return storages.view(new.row)
+
+    def _reject_overlapping_namespace(
+        self, storage_type: str, config: BaseModel
+    ) -> None:
+        key = storages.namespace_key(storage_type, config)
+        if key is None:
+            return
+        for existing in self.list_storages():
+            if existing.storage_type != storage_type or existing.tombstone:
+                continue
+            _, existing_config = self.backends.config_of(SecretStorageId(existing.id))
+            if storages.namespace_key(storage_type, existing_config) == key:
+                raise Conflict(
+                    f"secret storage {existing.id} already writes to this "
+                    f"{storage_type} location: give this storage another prefix, "
+                    "mount, project or vault, so that garbage collection of one "
+                    "cannot delete the other's secrets"
+                )
 
     def list_storages(self, scope_id: uuid.UUID | None = None) -> list[StorageView]:
         with self._sessions() as session:

@@ -22,7 +22,7 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyrefs.backends.base import ListedSecret
-from keyrefs.errors import KeyrefsError
+from keyrefs.errors import KeyrefsError, StorageNotFound
 from keyrefs.ids import SecretStorageId
 from keyrefs.service import cleanup
 from keyrefs.service.backend_pool import BackendPool
@@ -104,7 +104,10 @@ class GarbageCollector:
             query = select(SecretStorage.id).order_by(SecretStorage.created_at)
             if options.storage_id is not None:
                 query = query.where(SecretStorage.id == options.storage_id)
-            return [SecretStorageId(value) for value in session.scalars(query)]
+            found = [SecretStorageId(value) for value in session.scalars(query)]
+        if options.storage_id is not None and not found:
+            raise StorageNotFound(f"secret storage {options.storage_id} does not exist")
+        return found
 
     # Rows ---------------------------------------------------------------
 
@@ -242,10 +245,11 @@ class GarbageCollector:
     ) -> list[ListedSecret]:
         names = [item.coordinate.render() for item in listed]
         with self._sessions() as session:
+            # Rows of every storage count: two storages may reach the same
+            # backend namespace, and an object one of them records is no orphan.
             known = set(
                 session.scalars(
                     select(SecretConfig.external_coordinate).where(
-                        SecretConfig.secret_storage_id == storage_id,
                         SecretConfig.external_coordinate.in_(names),
                     )
                 )

@@ -21,14 +21,17 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select, text, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from keyrefs.backends.base import SecretWrite
 from keyrefs.domain.coordinates import (
     ExternalCoordinate,
     ManagedCoordinate,
+    OpaqueManagedCoordinate,
     coordinate_from_row,
 )
 from keyrefs.domain.jsonpath import JsonPath
@@ -62,8 +65,13 @@ from keyrefs.ids import (
 from keyrefs.service.types import ActorScope, JsonObject
 from keyrefs.store import repositories as repo
 from keyrefs.store.models import SecretConfig, SecretReference, SecretStorage
+from keyrefs.store.types import utc_now
 
 logger = logging.getLogger(__name__)
+
+# A bound of keyrefs' own, so that one request cannot write an unbounded
+# number of secrets; real connector configs hold a handful.
+MAX_SECRET_FIELDS = 1000
 
 
 @dataclass
@@ -173,12 +181,60 @@ class Planner:
                 current.secret_config.external_coordinate, managed=True
             )
             assert isinstance(previous, ManagedCoordinate)
-            return previous.next_version()
+            if not isinstance(previous, OpaqueManagedCoordinate):
+                return previous.next_version()
         return ManagedCoordinate(
             scope="workspace",
             scope_id=self._scope.workspace_id,
             secret_id=uuid.uuid4(),
             prefix=self._prefix,
+        )
+
+    def finalize(self, plans: list[PlannedSecret]) -> list[PlannedSecret]:
+        """Give a new secret to every write whose next version is taken.
+
+        A coordinate is taken when an earlier plan of this config or any row
+        already uses it, as when one marker was copied to two paths and both
+        get new values. Writing it would overwrite a live secret.
+        """
+        writes = [plan for plan in plans if plan.write is not None]
+        names = [plan.coordinate for plan in writes]
+        taken = set(
+            self._session.scalars(
+                select(SecretConfig.external_coordinate).where(
+                    SecretConfig.external_coordinate.in_(names)
+                )
+            )
+        )
+        planned: set[str] = set()
+        for index, plan in enumerate(plans):
+            if plan.write is None:
+                continue
+            if plan.coordinate in taken or plan.coordinate in planned:
+                plan = self._fresh(plan)
+                plans[index] = plan
+            planned.add(plan.coordinate)
+        return plans
+
+    def _fresh(self, plan: PlannedSecret) -> PlannedSecret:
+        assert plan.write is not None and plan.new_row is not None
+        coordinate = ManagedCoordinate(
+            scope="workspace",
+            scope_id=self._scope.workspace_id,
+            secret_id=uuid.uuid4(),
+            prefix=self._prefix,
+        )
+        name = coordinate.render()
+        plan.new_row.descriptor = name
+        plan.new_row.external_coordinate = name
+        write = SecretWrite(
+            coordinate=coordinate,
+            value=plan.write.value,
+            organization_id=plan.write.organization_id,
+            expires_at=plan.write.expires_at,
+        )
+        return PlannedSecret(
+            plan.path, plan.config_id, plan.storage_id, name, plan.new_row, write
         )
 
     def _plan_mask(self, path: JsonPath) -> PlannedSecret:
@@ -189,8 +245,9 @@ class Planner:
         if previous is not None:
             return self._plan_marker(path, previous)
         raise MaskWithoutStoredSecret(
-            f"secret field at {path} holds the mask, but actor {self._scope.actor_id} "
-            "has no secret stored at that path: send the value itself"
+            f"secret field at {path} contains the mask, but actor "
+            f"{self._scope.actor_id} has no secret stored at that path: send the "
+            "value itself"
         )
 
     def _plan_marker(self, path: JsonPath, marker: Marker) -> PlannedSecret:
@@ -299,7 +356,13 @@ def classify_fields(
     """Validate `config` and classify the value of each of its secret fields."""
     spec.validate(config)
     classified: list[tuple[JsonPath, IncomingSecret]] = []
-    for secret in spec.secret_fields(config):
+    secrets = spec.secret_fields(config)
+    if len(secrets) > MAX_SECRET_FIELDS:
+        raise InvalidInput(
+            f"config has {len(secrets)} secret fields: keyrefs processes at most "
+            f"{MAX_SECRET_FIELDS} per config; split the connector config"
+        )
+    for secret in secrets:
         if not secret.path.segments:
             raise InvalidSpec(
                 "spec marks the whole config as secret: mark its fields instead"
@@ -318,11 +381,11 @@ def apply_plans(
     """Point the actor's references at the planned configs, in the open transaction.
 
     Returns the ids of secret configs the actor referenced before and no
-    longer does, for deletion after the commit.
+    longer does, for deletion after the commit. The number of statements does
+    not grow with the number of plans: rows are inserted, updated and deleted
+    in bulk (executemany, which SQLAlchemy sends as multi-row statements).
     """
-    for plan in plans:
-        if plan.new_row is not None:
-            _insert_config(session, plan)
+    _insert_configs(session, plans)
     _lock_reused_configs(session, plans)
 
     current = {
@@ -331,25 +394,41 @@ def apply_plans(
     }
     previously_used = {ref.secret_config_id for ref in current.values()}
     wanted_paths = {plan.path.render() for plan in plans}
+    now = utc_now()
+    updates: list[dict[str, object]] = []
+    inserts: list[dict[str, object]] = []
     for plan in plans:
         existing = current.get(plan.path.render())
         if existing is not None:
-            existing.secret_config_id = plan.config_id
             plan.reference_id = existing.id
+            if existing.secret_config_id != plan.config_id:
+                updates.append(
+                    {
+                        "id": existing.id,
+                        "secret_config_id": plan.config_id,
+                        "updated_at": now,
+                    }
+                )
             continue
-        reference = SecretReference(
-            id=uuid.uuid4(),
-            secret_config_id=plan.config_id,
-            scope_type=repo.ACTOR_SCOPE,
-            scope_id=scope.actor_id,
-            hydration_path=plan.path.render(),
+        plan.reference_id = uuid.uuid4()
+        inserts.append(
+            {
+                "id": plan.reference_id,
+                "secret_config_id": plan.config_id,
+                "scope_type": repo.ACTOR_SCOPE,
+                "scope_id": scope.actor_id,
+                "hydration_path": plan.path.render(),
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        session.add(reference)
-        plan.reference_id = reference.id
+    if updates:
+        session.execute(update(SecretReference), updates)
+    if inserts:
+        session.execute(insert(SecretReference), inserts)
 
     stale = [ref for path, ref in current.items() if path not in wanted_paths]
     repo.delete_references(session, [ref.id for ref in stale])
-    session.flush()
     return previously_used - {plan.config_id for plan in plans}
 
 
@@ -395,23 +474,47 @@ def _lock_reused_configs(session: Session, plans: list[PlannedSecret]) -> None:
         )
 
 
-def _insert_config(session: Session, plan: PlannedSecret) -> None:
+def _insert_configs(session: Session, plans: list[PlannedSecret]) -> None:
+    """Insert the planned secret config rows, managed and external, in bulk.
+
+    Another writer may create the same external secret config meanwhile. Its
+    insert is skipped on the conflict, and the plan then points at that row.
+    """
+    managed = [plan for plan in plans if plan.new_row and plan.new_row.managed]
+    external = [plan for plan in plans if plan.new_row and not plan.new_row.managed]
+    if managed:
+        session.execute(insert(SecretConfig), [_row_values(p) for p in managed])
+    if not external:
+        return
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        upsert(SecretConfig).on_conflict_do_nothing(),
+        [_row_values(plan) for plan in external],
+    )
+    found = repo.find_configs(
+        session, [(plan.storage_id, plan.coordinate) for plan in external]
+    )
+    for plan in external:
+        row = found.get((plan.storage_id, plan.coordinate))
+        if row is None:
+            raise ConcurrentUpdate(
+                f"secret config for {plan.coordinate} at {plan.path} could not be "
+                "inserted, because a row with the same descriptor exists: retry"
+            )
+        plan.config_id = SecretConfigId(row.id)
+
+
+def _row_values(plan: PlannedSecret) -> dict[str, object]:
+    """Return the column values the planner set on the plan's new row."""
     row = plan.new_row
     assert row is not None
-    if row.managed:
-        session.add(row)
-        return
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        # Another writer created the same external secret config meanwhile.
-        existing = repo.find_config(
-            session, SecretStorageId(row.secret_storage_id), row.external_coordinate
-        )
-        if existing is None:
-            raise
-        plan.config_id = SecretConfigId(existing.id)
+    state = vars(row)
+    return {
+        column.key: state[column.key]
+        for column in sa_inspect(SecretConfig).column_attrs
+        if column.key in state
+    }
 
 
 def render_stored_config(config: JsonObject, plans: list[PlannedSecret]) -> JsonObject:

@@ -26,6 +26,7 @@ from keyrefs.domain.coordinates import ManagedCoordinate, coordinate_from_row
 from keyrefs.errors import InvalidInput, KeyrefsError, StorageNotFound
 from keyrefs.ids import OrganizationId, SecretStorageId
 from keyrefs.service.backend_pool import BackendPool
+from keyrefs.service.storages import namespace_key
 from keyrefs.store import repositories as repo
 from keyrefs.store.api_models import WorkspaceOwner
 from keyrefs.store.models import SecretConfig, SecretReference, SecretStorage
@@ -113,6 +114,14 @@ class StorageMigration:
             raise InvalidInput(
                 f"storages {source} and {target} do not belong to the same "
                 "organization: moving secrets across organizations is not allowed"
+            )
+        source_key = namespace_key(*self._pool.config_of(source))
+        if source_key is not None and source_key == namespace_key(
+            *self._pool.config_of(target)
+        ):
+            raise InvalidInput(
+                f"storages {source} and {target} write to the same backend "
+                "location: deleting the source copies would delete the moved secrets"
             )
         organization = owners[source]
         assert organization is not None

@@ -171,6 +171,40 @@ def insert_new_storage(session: Session, new: NewStorage) -> None:
     session.flush()
 
 
+def namespace_key(storage_type: str, config: BaseModel) -> tuple[object, ...] | None:
+    """Return what decides where a storage's managed secrets live, or None.
+
+    Two storages with the same key write managed secrets into one namespace,
+    so garbage collection or a migration in one could delete the other's
+    secrets. The local backend keys its rows by storage id and never overlaps.
+    """
+    values = config.model_dump()
+    if storage_type == "vault":
+        prefix = "/".join(part for part in str(values["prefix"]).split("/") if part)
+        return (
+            storage_type,
+            str(values["address"]).rstrip("/").lower(),
+            values["namespace"],
+            str(values["mount"]).strip("/"),
+            prefix,
+        )
+    if storage_type == "aws_secrets_manager":
+        # NOTE: two sets of credentials may reach one AWS account; keyrefs cannot
+        # tell that without a call, so only identical settings count as overlap.
+        return (
+            storage_type,
+            values["region"],
+            values["endpoint_url"],
+            values["role_arn"],
+            values["access_key_id"],
+        )
+    if storage_type == "google_secret_manager":
+        return (storage_type, values["project"], values["location"], values["endpoint"])
+    if storage_type == "azure_key_vault":
+        return (storage_type, str(values["vault_url"]).rstrip("/").lower())
+    return None
+
+
 def tombstone_storage(session: Session, storage_id: SecretStorageId) -> StorageView:
     if storage_id == DEFAULT_STORAGE_ID:
         raise InvalidInput(

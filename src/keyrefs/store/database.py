@@ -31,6 +31,8 @@ def create_database_engine(url: str, **options: Any) -> Engine:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, **options)
+    # The service reads and writes with up to 32 threads at once.
+    options = {"pool_size": 10, "max_overflow": 30, **options}
     return create_engine(url, pool_pre_ping=True, **options)
 
 
@@ -38,6 +40,9 @@ def _create_sqlite_engine(url: str, **options: Any) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # The file holds ciphertexts and wrapped keys: readable by its owner only.
+        Path(database).touch(mode=0o600, exist_ok=True)
+        options = {"pool_size": 10, "max_overflow": 30, **options}
     engine = create_engine(url, **options)
 
     @event.listens_for(engine, "connect")
